@@ -1,0 +1,1 @@
+"""Observations: the status events notify has seen, for ops to inspect."""

@@ -1,0 +1,1 @@
+"""Points: registering and reading the register."""

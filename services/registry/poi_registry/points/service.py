@@ -1,0 +1,37 @@
+"""Registering and reading points: each change and its event in one transaction."""
+
+import uuid
+
+import asyncpg
+from poi_shared.contracts import POINT_REGISTERED, PointState
+
+from poi_registry import data, events
+from poi_registry.points.models import PointCreate
+
+
+async def register_point(pool: asyncpg.Pool, *, payload: PointCreate, namespace: str) -> PointState:
+    """Store the point and its registered event together."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await data.insert_point(
+            conn,
+            point_id=uuid.uuid4(),
+            name_uk=payload.name_uk,
+            name_en=payload.name_en,
+            category=payload.category.value,
+            lat=payload.lat,
+            lon=payload.lon,
+            katotth=payload.katotth,
+            address=payload.address,
+            capacity=payload.capacity,
+            facilities=[f.value for f in payload.facilities],
+            visibility=payload.visibility.value,
+        )
+        state = events.point_state(row)
+        await events.emit(conn, namespace=namespace, event_type=POINT_REGISTERED, state=state)
+    return state
+
+
+async def get_point(pool: asyncpg.Pool, *, point_id: uuid.UUID) -> PointState | None:
+    """The point's current state, or None."""
+    row = await data.get_point(pool, point_id)
+    return events.point_state(row) if row else None

@@ -1,0 +1,53 @@
+"""HTTP routes for points."""
+
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, Principal, forbid
+from poi_shared.contracts import PointState, Visibility
+
+from poi_registry.points import service
+from poi_registry.points.models import PointCreate
+
+router = APIRouter(prefix="/v1/points", tags=["points"])
+COARSE_DECIMALS = 2  # about 1 km
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    """The registry's database pool."""
+    return request.app.state.pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+
+@router.post("", status_code=201, response_model=PointState, summary="Register a point")
+async def register_point(
+    payload: PointCreate, request: Request, response: Response, pool: Pool, caller: CurrentPrincipal
+) -> PointState:
+    """Coordinators register points inside their area; admins anywhere."""
+    if not caller.coordinates(payload.katotth):
+        raise forbid(f"your account may not register points in {payload.katotth}")
+    state = await service.register_point(pool, payload=payload, namespace=request.app.state.settings.namespace)
+    response.headers["Location"] = f"/v1/points/{state.id}"
+    return state
+
+
+@router.get("/{point_id}", response_model=PointState, summary="Read a point")
+async def read_point(point_id: UUID, pool: Pool, caller: OptionalPrincipal) -> PointState:
+    """Public read: hidden points only for those who manage them, coarse ones rounded for the public."""
+    state = await service.get_point(pool, point_id=point_id)
+    if state is None or (state.visibility == Visibility.hidden and not _manages(caller, state)):
+        raise HTTPException(404, f"no point {point_id}")
+    if state.visibility == Visibility.coarse and not _manages(caller, state):
+        state = state.model_copy(
+            update={"lat": round(state.lat, COARSE_DECIMALS), "lon": round(state.lon, COARSE_DECIMALS)}
+        )
+    return state
+
+
+def _manages(caller: Principal | None, state: PointState) -> bool:
+    """Whether the caller may see the point's exact location."""
+    return caller is not None and caller.operates(str(state.id), state.katotth)

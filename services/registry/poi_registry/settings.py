@@ -1,0 +1,13 @@
+"""Registry settings, from POI_REGISTRY_* variables."""
+
+from poi_shared.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class RegistrySettings(ServiceSettings):
+    """The registry owns the points database."""
+
+    model_config = SettingsConfigDict(env_prefix="POI_REGISTRY_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/poi_registry"
+    db_pool_max: int = 10

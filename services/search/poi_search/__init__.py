@@ -1,0 +1,1 @@
+"""poi_search package."""

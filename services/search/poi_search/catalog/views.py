@@ -1,0 +1,88 @@
+"""HTTP routes that query the read model."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from poi_shared.contracts import Facility, OpenState
+from pydantic import BaseModel
+
+from poi_search.catalog.readmodel import Hit, ReadModel
+
+router = APIRouter(prefix="/v1/search", tags=["search"])
+
+
+class StatusSummary(BaseModel):
+    """The live status shown beside a point."""
+
+    state: OpenState
+    version: int
+    reported_at: str | None
+
+
+class NearestHit(BaseModel):
+    """A point near the caller."""
+
+    id: str
+    name_uk: str
+    name_en: str | None
+    category: str
+    lat: float
+    lon: float
+    address: str
+    capacity: int
+    facilities: list[str]
+    distance_m: int
+    status: StatusSummary
+
+
+class NearestResult(BaseModel):
+    """Points nearest first."""
+
+    items: list[NearestHit]
+    count: int
+
+
+@router.get("/nearest", response_model=NearestResult, summary="Nearest points with their live status")
+async def nearest(
+    request: Request,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lon: Annotated[float, Query(ge=-180, le=180)],
+    limit: Annotated[int, Query(ge=1, description="At most the configured maximum (50 by default).")] = 10,
+    radius_km: Annotated[float, Query(gt=0, description="At most the configured maximum.")] = 25.0,
+    state: Annotated[OpenState | None, Query(description="Only points in this state.")] = None,
+    facility: Annotated[list[Facility] | None, Query(description="Only points offering all of these.")] = None,
+) -> NearestResult:
+    """Public: the nearest visible points, coarse ones at their rounded location."""
+    settings = request.app.state.settings
+    if limit > settings.max_limit:
+        raise HTTPException(422, f"limit must be at most {settings.max_limit}")
+    if radius_km > settings.max_radius_km:
+        raise HTTPException(422, f"radius_km must be at most {settings.max_radius_km:g}")
+    if not request.app.state.caught_up():
+        raise HTTPException(503, "search is still loading points", headers={"Retry-After": "2"})
+    model: ReadModel = request.app.state.read_model
+    hits = model.nearest(
+        lat, lon, limit=limit, radius_m=radius_km * 1000, state=state, facilities=frozenset(facility or ())
+    )
+    return NearestResult(items=[_hit(h) for h in hits], count=len(hits))
+
+
+def _hit(hit: Hit) -> NearestHit:
+    point, status = hit.point, hit.status
+    return NearestHit(
+        id=str(point.id),
+        name_uk=point.name_uk,
+        name_en=point.name_en,
+        category=point.category.value,
+        lat=hit.lat,
+        lon=hit.lon,
+        address=point.address,
+        capacity=point.capacity,
+        facilities=[f.value for f in point.facilities],
+        distance_m=round(hit.distance_m),
+        status=StatusSummary(
+            state=status.state if status else OpenState.unknown,
+            version=status.version if status else 0,
+            reported_at=status.reported_at.isoformat() if status else None,
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Reports: operators say whether a point is open."""

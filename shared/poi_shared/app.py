@@ -1,0 +1,67 @@
+"""What every app factory needs: FastAPI with errors, health and tracing; supervised background work."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from poi_shared import health
+from poi_shared.auth import TokenVerifier
+from poi_shared.errors import install_error_handlers
+from poi_shared.settings import AuthSettings
+from poi_shared.telemetry import configure_tracing
+
+log = logging.getLogger(__name__)
+
+
+def build_app(*, service: str, title: str, description: str, lifespan: Any, routers: Sequence[APIRouter]) -> FastAPI:
+    """A FastAPI app with problem+json errors, /livez and /readyz, token verification and tracing."""
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.readiness = {}
+    app.state.token_verifier = TokenVerifier(AuthSettings())
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for router in routers:
+        app.include_router(router)
+    configure_tracing(service, app)
+    return app
+
+
+class Supervisor:
+    """Runs background loops, restarting any that crash, until stopped."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run loop() in the background; restart it with backoff if it raises."""
+        self._tasks.append(asyncio.create_task(self._supervise(name, loop), name=name))
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                await loop()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s crashed; restarting in %.1fs", name, delay)
+                try:
+                    await asyncio.wait_for(self.stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, 10.0)
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Ask every loop to stop, wait for them, cancel stragglers."""
+        self.stop.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,162 @@
+"""Bearer JWT verification, roles and scopes; public read endpoints need no token."""
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, Request
+
+from poi_shared.settings import AuthSettings
+
+ASYMMETRIC_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+
+
+class Role(StrEnum):
+    """What an account may do."""
+
+    admin = "admin"
+    coordinator = "coordinator"  # scope: KATOTTH code prefixes
+    operator = "operator"  # scope: point ids
+    integrator = "integrator"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The verified caller."""
+
+    subject: str
+    roles: frozenset[Role]
+    katotth: tuple[str, ...] = ()
+    points: frozenset[str] = frozenset()
+
+    def has(self, *roles: Role) -> bool:
+        """True if the caller holds any of the roles."""
+        return bool(self.roles.intersection(roles))
+
+    def coordinates(self, katotth: str) -> bool:
+        """True if the caller may act on an area: admin, or coordinator whose scope covers the code."""
+        if Role.admin in self.roles:
+            return True
+        return Role.coordinator in self.roles and any(katotth.startswith(p) for p in self.katotth)
+
+    def operates(self, point_id: str, katotth: str) -> bool:
+        """True if the caller may report on the point: its operator, its area's coordinator, or admin."""
+        if Role.operator in self.roles and point_id in self.points:
+            return True
+        return self.coordinates(katotth)
+
+
+class InvalidToken(Exception):
+    """The token cannot be trusted."""
+
+
+class TokenVerifier:
+    """Verifies tokens with a development secret, a public key, or the provider's JWKS."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.settings = settings
+        self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
+
+    def verify(self, token: str) -> Principal:
+        """Decode and check signature, expiry, issuer and audience; map claims to a principal."""
+        s = self.settings
+        try:
+            if self._jwks is not None:
+                key: object = self._jwks.get_signing_key_from_jwt(token).key
+                algorithms = ASYMMETRIC_ALGORITHMS
+            elif s.public_key:
+                key, algorithms = s.public_key, ASYMMETRIC_ALGORITHMS
+            elif s.secret is not None:
+                key, algorithms = s.secret.get_secret_value(), ["HS256"]
+            else:
+                raise InvalidToken("no token verification key is configured")
+            claims = jwt.decode(
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=algorithms,
+                audience=s.audience,
+                issuer=s.issuer,
+                leeway=s.leeway_s,
+                options={"require": ["exp", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        return principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, object]) -> Principal:
+    """Read roles and scopes; unknown roles are ignored, malformed claims rejected."""
+    roles, katotth, points = claims.get("roles", []), claims.get("katotth", []), claims.get("points", [])
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (roles, katotth, points)):
+        raise InvalidToken("roles, katotth and points must be lists of strings")
+    assert isinstance(roles, list) and isinstance(katotth, list) and isinstance(points, list)
+    known = {r.value for r in Role}
+    return Principal(
+        subject=str(claims["sub"]),
+        roles=frozenset(Role(r) for r in roles if r in known),
+        katotth=tuple(katotth),
+        points=frozenset(points),
+    )
+
+
+def issue_token(
+    secret: str,
+    *,
+    subject: str,
+    roles: list[str],
+    katotth: list[str] | None = None,
+    points: list[str] | None = None,
+    ttl_s: int = 12 * 3600,
+    issuer: str = "poi-dev",
+    audience: str = "poi",
+) -> str:
+    """Sign a development token with the shared secret."""
+    now = int(time.time())
+    claims = {
+        "sub": subject,
+        "roles": roles,
+        "katotth": katotth or [],
+        "points": points or [],
+        "iat": now,
+        "exp": now + ttl_s,
+        "iss": issuer,
+        "aud": audience,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": 'Bearer realm="poi"'})
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller of an endpoint that needs a token: 401 when missing or invalid."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("a bearer token is required")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        return verifier.verify(token.strip())
+    except InvalidToken as exc:
+        raise _unauthorized(f"invalid token: {exc}") from exc
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def forbid(detail: str) -> HTTPException:
+    """403 with a reason."""
+    return HTTPException(403, detail)
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """The caller if a token was sent (and it must then be valid), else None for public reads."""
+    if "authorization" not in request.headers:
+        return None
+    return current_principal(request)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

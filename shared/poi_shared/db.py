@@ -1,0 +1,72 @@
+"""PostgreSQL: the asyncpg pool and a migrations runner over plain SQL files."""
+
+import logging
+from pathlib import Path
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+log = logging.getLogger(__name__)
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x0B0C6
+CONNECT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+
+
+async def create_pool(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    """Open a pool, retrying until the server answers or the timeout passes."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_exponential(multiplier=0.2, max=3),
+        retry=retry_if_exception_type(CONNECT_ERRORS),
+        reraise=True,
+    ):
+        with attempt:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30, timeout=5)
+            assert pool is not None
+            return pool
+    raise AssertionError("unreachable")
+
+
+async def migrate(dsn: str, sources: list[tuple[str, Path]]) -> list[str]:
+    """Apply, in order and once each, the *.sql files of each (component, folder); returns what ran."""
+    applied: list[str] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for component, folder in sources:
+            for path in sorted(folder.glob("*.sql")):
+                version = f"{component}/{path.name}"
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                log.info("applied migration %s", version)
+                applied.append(version)
+    finally:
+        await conn.close()
+    return applied
+
+
+async def ensure_database(server_dsn: str, name: str) -> None:
+    """Create a database on the server if it does not exist (development and tests)."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def database_url(server_dsn: str, name: str) -> str:
+    """The same server's URL with another database name."""
+    base, _, query = server_dsn.partition("?")
+    scheme, _, rest = base.partition("://")
+    authority = rest.split("/", 1)[0]
+    url = f"{scheme}://{authority}/{name}"
+    return f"{url}?{query}" if query else url

@@ -1,0 +1,176 @@
+"""The `poi` command: run the development stack, migrate, seed, issue development tokens."""
+
+import asyncio
+import os
+import signal
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from poi_shared import db
+from poi_shared.auth import Role, issue_token
+from rich.console import Console
+from rich.table import Table
+
+from poi_cli import stack
+from poi_cli.seed import seed_points
+
+app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
+console = Console()
+
+DataDir = Annotated[Path, typer.Option(envvar="POI_DATA_DIR", help="Where embedded servers keep data and logs.")]
+Namespace = Annotated[str, typer.Option(envvar="POI_NAMESPACE", help="Prefix of databases, streams and keys.")]
+
+
+class DatabaseService(StrEnum):
+    """Services that own a database."""
+
+    registry = "registry"
+    status = "status"
+    notify = "notify"
+
+
+@app.command()
+def run(
+    data_dir: DataDir = Path(".data"),
+    namespace: Namespace = "poi",
+    port_offset: Annotated[int, typer.Option(envvar="POI_PORT_OFFSET", help="Added to every port.")] = 0,
+    demo_points: Annotated[int, typer.Option(help="Demo points loaded into an empty register.")] = 300,
+    ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every /readyz.")] = 60.0,
+) -> None:
+    """Start PostgreSQL, NATS and Redis (embedded unless POI_*_URL are set) and the four services; Ctrl-C stops all."""
+    data_dir = data_dir.resolve()
+    # Turn SIGTERM into the same orderly stop as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    ports = {name: port + port_offset for name, port in stack.EMBEDDED_PORTS.items()}
+    service_ports = {name: port + port_offset for name, port in stack.SERVICE_PORTS.items()}
+    infra = None
+    processes: dict = {}
+    try:
+        console.print("[bold]Starting infrastructure…[/]")
+        infra = stack.start_infrastructure(
+            data_dir,
+            database_url=os.environ.get("POI_DATABASE_URL"),
+            nats_url=os.environ.get("POI_NATS_URL"),
+            redis_url=os.environ.get("POI_REDIS_URL"),
+            ports=ports,
+        )
+        database_urls = asyncio.run(stack.prepare_databases(infra.database_url, namespace))
+        loaded = asyncio.run(
+            seed_points(database_urls["registry"], namespace=namespace, count=demo_points, only_if_empty=True)
+        )
+        if loaded:
+            console.print(f"Loaded {loaded} demo points (settlements: GeoNames, CC BY 4.0).")
+        secret = stack.auth_secret(data_dir)
+        for service, port in service_ports.items():
+            env = stack.service_env(service, infra, database_urls, namespace=namespace, secret=secret)
+            processes[service] = stack.start_service(service, port, env, data_dir / "logs" / f"{service}.log")
+        stack.wait_ready(service_ports, processes, ready_timeout)
+        _print_endpoints(infra, service_ports, data_dir)
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)
+        dead = [s for s, p in processes.items() if p.poll() is not None]
+        console.print(f"[red]{', '.join(dead)} stopped; see {data_dir / 'logs'}. Stopping everything.[/]")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        console.print("\nStopping…")
+    finally:
+        stack.stop_services(processes)
+        if infra is not None:
+            infra.stop()
+        console.print("Stopped.")
+
+
+def _print_endpoints(infra: stack.Infrastructure, ports: dict[str, int], data_dir: Path) -> None:
+    table = Table(title="Points of Invincibility — running")
+    table.add_column("service")
+    table.add_column("URL")
+    table.add_column("OpenAPI docs")
+    for service, port in ports.items():
+        table.add_row(service, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/docs")
+    console.print(table)
+    console.print(f"PostgreSQL {_redact(infra.database_url)}  NATS {infra.nats_url}  Redis {_redact(infra.redis_url)}")
+    console.print(f"Logs: {data_dir / 'logs'}   Dev token: `.venv/bin/poi token --role admin`   Ctrl-C stops.")
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        return f"{scheme}{sep}{creds.split(':')[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+@app.command()
+def migrate(
+    service: Annotated[list[DatabaseService] | None, typer.Option(help="Only these services.")] = None,
+) -> None:
+    """Apply each service's migrations to the database in its POI_<SERVICE>_DATABASE_URL."""
+    from poi_notify.settings import NotifySettings
+    from poi_registry.settings import RegistrySettings
+    from poi_status.settings import StatusSettings
+
+    settings = {"registry": RegistrySettings, "status": StatusSettings, "notify": NotifySettings}
+    for name in service or list(DatabaseService):
+        url = settings[name.value]().database_url
+        applied = asyncio.run(db.migrate(url, stack.DATABASE_SERVICES[name.value]))
+        console.print(f"{name.value}: {', '.join(applied) or 'up to date'}")
+
+
+@app.command()
+def seed(
+    count: Annotated[int, typer.Option(min=1, max=50_000, help="How many demo points.")] = 300,
+    only_if_empty: Annotated[bool, typer.Option(help="Skip when the register holds points.")] = False,
+) -> None:
+    """Register demo points in the registry database of POI_REGISTRY_DATABASE_URL."""
+    from poi_registry.settings import RegistrySettings
+
+    settings = RegistrySettings()
+    loaded = asyncio.run(
+        seed_points(settings.database_url, namespace=settings.namespace, count=count, only_if_empty=only_if_empty)
+    )
+    console.print(f"registered {loaded} points (settlements: GeoNames, CC BY 4.0)")
+
+
+@app.command()
+def token(
+    role: Annotated[list[Role], typer.Option(help="Roles to grant (repeat for several).")],
+    katotth: Annotated[list[str] | None, typer.Option(help="Coordinator scope: KATOTTH code prefix.")] = None,
+    point: Annotated[list[str] | None, typer.Option(help="Operator scope: point id.")] = None,
+    subject: Annotated[str, typer.Option(help="Account id put in `sub`.")] = "dev-user",
+    ttl_hours: Annotated[float, typer.Option(min=0.01, max=24 * 30)] = 12.0,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """Print a development token signed with the dev stack's secret (POI_AUTH_SECRET or .data/auth-secret)."""
+    secret = stack.auth_secret(data_dir.resolve())
+    print(
+        issue_token(
+            secret,
+            subject=subject,
+            roles=[r.value for r in role],
+            katotth=katotth,
+            points=point,
+            ttl_s=int(ttl_hours * 3600),
+            issuer=os.environ.get("POI_AUTH_ISSUER", "poi-dev"),
+            audience=os.environ.get("POI_AUTH_AUDIENCE", "poi"),
+        )
+    )
+
+
+@app.command()
+def asyncapi(
+    output: Annotated[Path, typer.Option(help="Where to write the document.")] = Path("docs/asyncapi.yaml"),
+) -> None:
+    """Write the AsyncAPI 3.0 document generated from the event contract."""
+    from poi_shared.asyncapi import render_yaml
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_yaml())
+    console.print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,166 @@
+"""The development stack: infrastructure (given or embedded), databases, migrations and the four services."""
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from poi_notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
+from poi_registry.app import MIGRATIONS as REGISTRY_MIGRATIONS
+from poi_shared import db
+from poi_status.app import MIGRATIONS as STATUS_MIGRATIONS
+
+from poi_cli import embedded
+
+SERVICE_PORTS = {"registry": 8001, "status": 8002, "search": 8003, "notify": 8004}
+EMBEDDED_PORTS = {"postgres": 55432, "nats": 54222, "redis": 56379}
+DATABASE_SERVICES = {"registry": REGISTRY_MIGRATIONS, "status": STATUS_MIGRATIONS, "notify": NOTIFY_MIGRATIONS}
+
+
+@dataclass
+class Infrastructure:
+    """Server URLs for PostgreSQL, NATS and Redis, and the embedded servers started for them."""
+
+    database_url: str
+    nats_url: str
+    redis_url: str
+    started: list[embedded.ServerProcess] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Stop the embedded servers, last started first."""
+        for server in reversed(self.started):
+            embedded.stop(server)
+
+
+def start_infrastructure(
+    root: Path,
+    *,
+    database_url: str | None,
+    nats_url: str | None,
+    redis_url: str | None,
+    ports: dict[str, int],
+    durable: bool = True,
+) -> Infrastructure:
+    """Use the given URLs; start embedded servers for the rest."""
+    started: list[embedded.ServerProcess] = []
+    try:
+        if database_url is None:
+            started.append(embedded.start_postgres(root, ports["postgres"], durable=durable))
+            database_url = started[-1].url
+        if nats_url is None:
+            started.append(embedded.start_nats(root, ports["nats"]))
+            nats_url = started[-1].url
+        if redis_url is None:
+            started.append(embedded.start_redis(root, ports["redis"], durable=durable))
+            redis_url = started[-1].url
+    except BaseException:
+        Infrastructure("", "", "", started).stop()
+        raise
+    return Infrastructure(database_url, nats_url, redis_url, started)
+
+
+def database_name(namespace: str, service: str) -> str:
+    """Each service owns its own database on the server."""
+    return f"{namespace}_{service}"
+
+
+async def prepare_databases(server_url: str, namespace: str) -> dict[str, str]:
+    """Create each service's database and apply its migrations; returns their URLs."""
+    urls = {}
+    for service, migrations in DATABASE_SERVICES.items():
+        name = database_name(namespace, service)
+        await db.ensure_database(server_url, name)
+        urls[service] = db.database_url(server_url, name)
+        await db.migrate(urls[service], migrations)
+    return urls
+
+
+def auth_secret(data_dir: Path) -> str:
+    """The development signing secret: POI_AUTH_SECRET, or one kept under the data directory."""
+    if os.environ.get("POI_AUTH_SECRET"):
+        return os.environ["POI_AUTH_SECRET"]
+    path = data_dir / "auth-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def service_env(
+    service: str, infra: Infrastructure, database_urls: dict[str, str], *, namespace: str, secret: str
+) -> dict[str, str]:
+    """The environment one service process runs with."""
+    prefix = f"POI_{service.upper()}_"
+    env = {
+        **os.environ,
+        f"{prefix}NATS_URL": infra.nats_url,
+        f"{prefix}NAMESPACE": namespace,
+        "POI_AUTH_SECRET": secret,
+    }
+    if service in database_urls:
+        env[f"{prefix}DATABASE_URL"] = database_urls[service]
+    if service == "status":
+        env[f"{prefix}REDIS_URL"] = infra.redis_url
+    return env
+
+
+def start_service(service: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Run one service under uvicorn as its own process."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "uvicorn", f"poi_{service}.app:create_app", "--factory"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "10"]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=embedded._die_with_parent,
+        )
+
+
+def wait_ready(ports: dict[str, int], processes: dict[str, subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """Wait until every service's /readyz answers 200; fail early if one exits."""
+    deadline = time.monotonic() + timeout_s
+    pending = dict(ports)
+    with httpx.Client(timeout=2) as client:
+        while pending:
+            for service, port in list(pending.items()):
+                if processes[service].poll() is not None:
+                    raise RuntimeError(f"{service} exited with code {processes[service].returncode}")
+                try:
+                    if client.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                        del pending[service]
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout_s:.0f}s: {', '.join(pending)}")
+            time.sleep(0.2)
+
+
+def stop_services(processes: dict[str, subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
+    """SIGTERM every service, wait for a graceful drain, SIGKILL stragglers."""
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in processes.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_async(coro: object) -> object:
+    """Run a coroutine from synchronous code."""
+    return asyncio.run(coro)  # type: ignore[arg-type]
