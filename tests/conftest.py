@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+
 from poi_cli import embedded, stack
 from poi_shared.contracts import STREAMS
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from poi_cli import embedded, stack
 from poi_shared.auth import issue_token
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
 from poi_cli import embedded, stack
 
 pytestmark = pytest.mark.e2e

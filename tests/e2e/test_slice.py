@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import nats
 import pytest
-from poi_shared.contracts import STATUS
 
+from poi_shared.contracts import STATUS
 from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e

@@ -8,6 +8,7 @@ import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client as NATS
+
 from poi_cli import stack
 from poi_shared import db, jetstream
 from poi_shared.db import SHARED_MIGRATIONS

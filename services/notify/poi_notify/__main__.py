@@ -3,10 +3,9 @@
 import asyncio
 import sys
 
-from poi_shared import db
-
 from poi_notify.app import MIGRATIONS
 from poi_notify.settings import NotifySettings
+from poi_shared import db
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["migrate"]:

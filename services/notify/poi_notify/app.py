@@ -6,15 +6,15 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
+
+from poi_notify import events
+from poi_notify.observations import views as observations_views
+from poi_notify.settings import NotifySettings
 from poi_shared import db, jetstream
 from poi_shared.app import Supervisor, build_app
 from poi_shared.contracts import STATUS
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
-
-from poi_notify import events
-from poi_notify.observations import views as observations_views
-from poi_notify.settings import NotifySettings
 
 SERVICE = "poi-notify"
 MIGRATIONS = [("shared", SHARED_MIGRATIONS), ("notify", Path(__file__).parent / "migrations")]

@@ -1,11 +1,11 @@
 """Status events in: each is recorded exactly once, however often it is delivered."""
 
 import asyncpg
+
+from poi_notify import data
 from poi_shared import inbox
 from poi_shared.contracts import StatusState
 from poi_shared.envelope import Event
-
-from poi_notify import data
 
 STATUS_CONSUMER = "notify-status"
 

@@ -1,7 +1,8 @@
 """Notify settings, from POI_NOTIFY_* variables."""
 
-from poi_shared.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from poi_shared.settings import ServiceSettings
 
 
 class NotifySettings(ServiceSettings):

@@ -5,13 +5,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+
+from poi_registry.points import views as points_views
+from poi_registry.settings import RegistrySettings
 from poi_shared import db, jetstream, outbox
 from poi_shared.app import Supervisor, build_app
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
-
-from poi_registry.points import views as points_views
-from poi_registry.settings import RegistrySettings
 
 SERVICE = "poi-registry"
 MIGRATIONS = [("shared", SHARED_MIGRATIONS), ("registry", Path(__file__).parent / "migrations")]

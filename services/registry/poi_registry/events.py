@@ -1,6 +1,7 @@
 """Point events: rows become the contract's PointState, sent through the outbox."""
 
 import asyncpg
+
 from poi_shared.contracts import EventType, PointState
 from poi_shared.envelope import build_message
 from poi_shared.outbox import enqueue

@@ -1,7 +1,8 @@
 """Registry settings, from POI_REGISTRY_* variables."""
 
-from poi_shared.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from poi_shared.settings import ServiceSettings
 
 
 class RegistrySettings(ServiceSettings):

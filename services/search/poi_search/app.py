@@ -5,16 +5,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from poi_shared import jetstream
-from poi_shared.app import Supervisor, build_app
-from poi_shared.contracts import POINTS, STATUS, PointState, StatusState, StreamSpec
-from poi_shared.envelope import Event
-from poi_shared.telemetry import configure_logging
 
 from poi_search.catalog import views as catalog_views
 from poi_search.catalog.feed import follow_stream
 from poi_search.catalog.readmodel import ReadModel
 from poi_search.settings import SearchSettings
+from poi_shared import jetstream
+from poi_shared.app import Supervisor, build_app
+from poi_shared.contracts import POINTS, STATUS, PointState, StatusState, StreamSpec
+from poi_shared.envelope import Event
+from poi_shared.telemetry import configure_logging
 
 SERVICE = "poi-search"
 

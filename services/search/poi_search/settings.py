@@ -1,8 +1,9 @@
 """Search settings, from POI_SEARCH_* variables."""
 
-from poi_shared.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from poi_shared.settings import ServiceSettings
 
 
 class SearchSettings(ServiceSettings):

@@ -4,7 +4,6 @@ import asyncio
 import sys
 
 from poi_shared import db
-
 from poi_status.app import MIGRATIONS
 from poi_status.settings import StatusSettings
 

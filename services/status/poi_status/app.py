@@ -7,12 +7,12 @@ from pathlib import Path
 
 import redis.asyncio as redis
 from fastapi import FastAPI
+
 from poi_shared import db, jetstream, outbox
 from poi_shared.app import Supervisor, build_app
 from poi_shared.contracts import POINTS
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
-
 from poi_status import events
 from poi_status.reports import views as reports_views
 from poi_status.settings import StatusSettings

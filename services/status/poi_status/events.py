@@ -1,10 +1,10 @@
 """Status events out (through the outbox) and point events in (from the registry)."""
 
 import asyncpg
+
 from poi_shared.contracts import STATUS_CHANGED, PointState, StatusState
 from poi_shared.envelope import Event, build_message
 from poi_shared.outbox import enqueue
-
 from poi_status import data
 
 SOURCE = "/poi/status"

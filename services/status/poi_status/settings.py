@@ -1,7 +1,8 @@
 """Status settings, from POI_STATUS_* variables."""
 
-from poi_shared.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from poi_shared.settings import ServiceSettings
 
 
 class StatusSettings(ServiceSettings):

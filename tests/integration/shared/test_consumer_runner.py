@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
+
 from poi_shared import jetstream
 from poi_shared.contracts import DEAD_LETTERS, STATUS, STATUS_CHANGED, OpenState, StatusState
 from poi_shared.envelope import Event, build_message

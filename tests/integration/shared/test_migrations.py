@@ -4,6 +4,7 @@ import secrets
 from pathlib import Path
 
 import asyncpg
+
 from poi_cli import stack
 from poi_shared import db
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from nats.aio.client import Client as NATS
+
 from poi_shared import outbox
 from poi_shared.contracts import STATUS, STATUS_CHANGED, OpenState, StatusState
 from poi_shared.envelope import OutgoingMessage, build_message, parse_message

@@ -4,6 +4,7 @@ import re
 from collections import Counter
 
 import pytest
+
 from poi_cli.demo import ADMIN1_TO_KATOTTH_OBLAST, FACILITIES, demo_points, transliterate, ukrainian_name
 from poi_registry.points.models import PointCreate
 

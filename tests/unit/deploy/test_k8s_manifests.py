@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import all_versions
+
 from poi_notify.settings import NotifySettings
 from poi_registry.settings import RegistrySettings
 from poi_search.settings import SearchSettings

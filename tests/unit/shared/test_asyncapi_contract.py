@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
+
 from poi_shared.asyncapi import build_document, message_id, render_yaml
 from poi_shared.contracts import EVENT_TYPES, STREAMS
 from poi_shared.envelope import REQUIRED_HEADERS
-from pydantic import BaseModel
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOC_PATH = REPO_ROOT / "docs" / "asyncapi.yaml"

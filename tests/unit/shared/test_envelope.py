@@ -61,7 +61,7 @@ def test_body_not_matching_the_type_is_poison() -> None:
     data = status()
     message = build_message(namespace="poi", event_type=STATUS_CHANGED, key="k", data=data, source="/t")
     headers = {**message.headers, "ce-type": POINT_REGISTERED.type}
-    with pytest.raises(PoisonMessage, match="invalid ua.poi.point.registered.v1"):
+    with pytest.raises(PoisonMessage, match=r"invalid ua\.poi\.point\.registered\.v1"):
         parse_message(headers, message.body)
 
 

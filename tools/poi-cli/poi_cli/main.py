@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from poi_shared import db
-from poi_shared.auth import Role, issue_token
 from rich.console import Console
 from rich.table import Table
 
 from poi_cli import stack
 from poi_cli.seed import seed_points
+from poi_shared import db
+from poi_shared.auth import Role, issue_token
 
 app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
 console = Console()

@@ -1,12 +1,12 @@
 """Loading the demo dataset through the registry's own service functions (so every point gets its event)."""
 
 import asyncpg
-from poi_registry import data as registry_data
-from poi_registry.points.models import PointCreate
-from poi_registry.points.service import register_point
 from rich.progress import Progress
 
 from poi_cli.demo import demo_points
+from poi_registry import data as registry_data
+from poi_registry.points.models import PointCreate
+from poi_registry.points.service import register_point
 
 
 async def seed_points(registry_database_url: str, *, namespace: str, count: int, only_if_empty: bool) -> int:

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from poi_cli import embedded
 from poi_notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
 from poi_registry.app import MIGRATIONS as REGISTRY_MIGRATIONS
 from poi_shared import db
 from poi_status.app import MIGRATIONS as STATUS_MIGRATIONS
-
-from poi_cli import embedded
 
 SERVICE_PORTS = {"registry": 8001, "status": 8002, "search": 8003, "notify": 8004}
 EMBEDDED_PORTS = {"postgres": 55432, "nats": 54222, "redis": 56379}

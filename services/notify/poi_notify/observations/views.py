@@ -5,10 +5,10 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
-from poi_shared.auth import CurrentPrincipal, Role, forbid
 from pydantic import BaseModel
 
 from poi_notify import data
+from poi_shared.auth import CurrentPrincipal, Role, forbid
 
 router = APIRouter(prefix="/v1/observations", tags=["observations"])
 

@@ -1,7 +1,8 @@
 """What clients send and receive about points."""
 
-from poi_shared.contracts import KATOTTH_PATTERN, Facility, PointCategory, Visibility
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from poi_shared.contracts import KATOTTH_PATTERN, Facility, PointCategory, Visibility
 
 
 class PointCreate(BaseModel):

@@ -3,10 +3,10 @@
 import uuid
 
 import asyncpg
-from poi_shared.contracts import POINT_REGISTERED, PointState
 
 from poi_registry import data, events
 from poi_registry.points.models import PointCreate
+from poi_shared.contracts import POINT_REGISTERED, PointState
 
 
 async def register_point(pool: asyncpg.Pool, *, payload: PointCreate, namespace: str) -> PointState:

@@ -5,11 +5,11 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, Principal, forbid
-from poi_shared.contracts import PointState, Visibility
 
 from poi_registry.points import service
 from poi_registry.points.models import PointCreate
+from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, Principal, forbid
+from poi_shared.contracts import PointState, Visibility
 
 router = APIRouter(prefix="/v1/points", tags=["points"])
 COARSE_DECIMALS = 2  # about 1 km

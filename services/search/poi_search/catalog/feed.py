@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 
 from nats.js import JetStreamContext, api
+
 from poi_shared.contracts import StreamSpec
 from poi_shared.envelope import Event, PoisonMessage, parse_message
 from poi_shared.jetstream import stream_last_sequence

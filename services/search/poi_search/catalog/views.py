@@ -3,10 +3,10 @@
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from poi_shared.contracts import Facility, OpenState
 from pydantic import BaseModel
 
 from poi_search.catalog.readmodel import Hit, ReadModel
+from poi_shared.contracts import Facility, OpenState
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 

@@ -7,9 +7,9 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as redis
 from fastapi import HTTPException
+
 from poi_shared.auth import Principal, forbid
 from poi_shared.contracts import StatusState
-
 from poi_status import data, events
 from poi_status.reports.models import StatusReport
 

@@ -6,9 +6,9 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as redis
 from fastapi import APIRouter, Depends, HTTPException, Request
+
 from poi_shared.auth import CurrentPrincipal
 from poi_shared.contracts import StatusState
-
 from poi_status import data
 from poi_status.reports import service
 from poi_status.reports.models import StatusReport, StatusView
