@@ -222,3 +222,42 @@ def test_every_service_answers_health_probes(services: RunningStack) -> None:
             assert client.get(f"{url}/livez").json() == {"status": "alive"}
             assert client.get(f"{url}/readyz").status_code == 200
             assert client.get(f"{url}/openapi.json").status_code == 200
+
+
+async def test_one_trace_from_report_to_event(services: RunningStack) -> None:
+    """The operator's request, the outbox event and its consumers share the caller's trace id."""
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    coordinator = services.token(["coordinator"], katotth=["UA80"])
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = await client.post(f"{services.urls['registry']}/v1/points", json=POINT, headers=bearer(coordinator))
+        point_id = created.json()["id"]
+
+        async def report() -> httpx.Response | None:
+            r = await client.post(
+                f"{services.urls['status']}/v1/points/{point_id}/status",
+                json={"state": "closed"},
+                headers={**bearer(coordinator), "traceparent": traceparent},
+            )
+            return None if r.status_code == 404 else r
+
+        response = await _eventually_async(report, "status learns of the point")
+        assert response.status_code == 201
+
+    nc = await nats.connect(services.infra.nats_url)
+    try:
+        js = nc.jetstream()
+
+        async def published() -> Any:
+            try:
+                return await js.get_last_msg(
+                    STATUS.stream_name(services.namespace), STATUS.subject(services.namespace, point_id)
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+
+        message = await _eventually_async(published, "the status event is published")
+    finally:
+        await nc.close()
+    assert message.headers["traceparent"].split("-")[1] == trace_id
+    assert message.headers["ce-type"] == "ua.poi.status.changed.v1"

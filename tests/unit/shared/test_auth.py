@@ -75,3 +75,37 @@ def test_operator_reports_only_on_own_points() -> None:
     assert not operator.operates("p-2", "UA80000000000093317")
     coordinator = Principal("c", frozenset({Role.coordinator}), katotth=("UA80",))
     assert coordinator.operates("p-2", "UA80000000000093317")
+
+
+def test_production_keys_verify_asymmetric_tokens_only() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    claims = {"sub": "idp-user", "roles": ["integrator"], "exp": int(time.time()) + 60, "iss": "idp", "aud": "poi"}
+    production = TokenVerifier(AuthSettings(public_key=public_pem, issuer="idp"))
+    assert production.verify(jwt.encode(claims, private, algorithm="ES256")).roles == {Role.integrator}
+    # A token signed with HS256 using the public key as the secret must not pass (algorithm confusion).
+    with pytest.raises(InvalidToken):
+        production.verify(hs256_signed_with(public_pem.encode(), claims))
+
+
+def hs256_signed_with(key: bytes, claims: dict[str, object]) -> str:
+    """Forge an HS256 token by hand (PyJWT itself refuses to sign with a PEM key)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    header = json.dumps({"alg": "HS256", "typ": "JWT"}).encode()
+    signing_input = f"{b64(header)}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
