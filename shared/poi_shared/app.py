@@ -2,15 +2,20 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
+import redis.asyncio as redis
 from fastapi import APIRouter, FastAPI
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
-from poi_shared import health
+from poi_shared import db, health, jetstream
 from poi_shared.auth import TokenVerifier
 from poi_shared.errors import install_error_handlers
-from poi_shared.settings import AuthSettings
+from poi_shared.settings import AuthSettings, ServiceSettings
 from poi_shared.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -65,3 +70,49 @@ class Supervisor:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+@asynccontextmanager
+async def postgres_pool(url: str, *, timeout_s: float, max_size: int) -> AsyncIterator[asyncpg.Pool]:
+    """The service's database pool for the app's lifetime."""
+    pool = await db.create_pool(url, timeout_s=timeout_s, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def nats_connection(settings: ServiceSettings, *, service: str) -> AsyncIterator[tuple[NATS, JetStreamContext]]:
+    """A NATS connection with the contract's streams provisioned; drained on the way out."""
+    nc = await jetstream.connect(settings.nats_url, name=service, timeout_s=settings.startup_timeout_s)
+    try:
+        js = nc.jetstream()
+        await jetstream.ensure_streams(js, settings.namespace)
+        yield nc, js
+    finally:
+        await nc.drain()
+
+
+@asynccontextmanager
+async def supervised() -> AsyncIterator[Supervisor]:
+    """Background loops that stop, in order, before the connections they use close."""
+    supervisor = Supervisor()
+    try:
+        yield supervisor
+    finally:
+        await supervisor.close()
+
+
+def readiness_checks(
+    *, pool: asyncpg.Pool | None = None, nc: NATS | None = None, cache: redis.Redis | None = None
+) -> dict[str, health.Check]:
+    """Readiness checks for the dependencies a service holds."""
+    checks: dict[str, health.Check] = {}
+    if pool is not None:
+        checks["postgresql"] = lambda: pool.fetchval("SELECT 1")
+    if cache is not None:
+        checks["redis"] = lambda: cache.ping()
+    if nc is not None:
+        checks["nats"] = lambda: jetstream.check_connected(nc)
+    return checks

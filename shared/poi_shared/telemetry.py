@@ -46,6 +46,11 @@ def configure_logging(service: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn configures its own plain-text handlers before the app factory runs; route them through ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 def configure_tracing(service: str, app: FastAPI) -> None:

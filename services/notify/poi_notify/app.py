@@ -1,7 +1,7 @@
 """The notify service's app factory."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from poi_notify import events
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
-from poi_shared import db, jetstream
-from poi_shared.app import Supervisor, build_app
+from poi_shared import jetstream
+from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import STATUS
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
@@ -27,35 +27,28 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await db.create_pool(
-            settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
-        )
-        nc = await jetstream.connect(settings.nats_url, name=SERVICE, timeout_s=settings.startup_timeout_s)
-        js = nc.jetstream()
-        await jetstream.ensure_streams(js, settings.namespace)
-        supervisor = Supervisor()
-        supervisor.start(
-            "status-consumer",
-            lambda: jetstream.run_consumer(
-                js,
-                namespace=settings.namespace,
-                stream=STATUS,
-                durable=events.STATUS_CONSUMER,
-                handler=partial(events.handle_status_event, pool),
-                stop=supervisor.stop,
-            ),
-        )
-        app.state.settings, app.state.pool = settings, pool
-        app.state.readiness = {
-            "postgresql": lambda: pool.fetchval("SELECT 1"),
-            "nats": lambda: jetstream.check_connected(nc),
-        }
-        try:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(
+                postgres_pool(
+                    settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
+                )
+            )
+            nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
+            supervisor = await stack.enter_async_context(supervised())
+            supervisor.start(
+                "status-consumer",
+                lambda: jetstream.run_consumer(
+                    js,
+                    namespace=settings.namespace,
+                    stream=STATUS,
+                    durable=events.STATUS_CONSUMER,
+                    handler=partial(events.handle_status_event, pool),
+                    stop=supervisor.stop,
+                ),
+            )
+            app.state.settings, app.state.pool = settings, pool
+            app.state.readiness = readiness_checks(pool=pool, nc=nc)
             yield
-        finally:
-            await supervisor.close()
-            await nc.drain()
-            await pool.close()
 
     return build_app(
         service=SERVICE,

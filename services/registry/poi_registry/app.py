@@ -1,15 +1,15 @@
 """The registry service's app factory."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from poi_registry.points import views as points_views
 from poi_registry.settings import RegistrySettings
-from poi_shared import db, jetstream, outbox
-from poi_shared.app import Supervisor, build_app
+from poi_shared import outbox
+from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
 
@@ -24,25 +24,18 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await db.create_pool(
-            settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
-        )
-        nc = await jetstream.connect(settings.nats_url, name=SERVICE, timeout_s=settings.startup_timeout_s)
-        js = nc.jetstream()
-        await jetstream.ensure_streams(js, settings.namespace)
-        supervisor = Supervisor()
-        supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
-        app.state.settings, app.state.pool = settings, pool
-        app.state.readiness = {
-            "postgresql": lambda: pool.fetchval("SELECT 1"),
-            "nats": lambda: jetstream.check_connected(nc),
-        }
-        try:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(
+                postgres_pool(
+                    settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
+                )
+            )
+            nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
+            supervisor = await stack.enter_async_context(supervised())
+            supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
+            app.state.settings, app.state.pool = settings, pool
+            app.state.readiness = readiness_checks(pool=pool, nc=nc)
             yield
-        finally:
-            await supervisor.close()
-            await nc.drain()
-            await pool.close()
 
     return build_app(
         service=SERVICE,

@@ -1,15 +1,15 @@
 """The status service's app factory."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from poi_shared import db, jetstream, outbox
-from poi_shared.app import Supervisor, build_app
+from poi_shared import jetstream, outbox
+from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import POINTS
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
@@ -28,39 +28,31 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await db.create_pool(
-            settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
-        )
-        cache = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        nc = await jetstream.connect(settings.nats_url, name=SERVICE, timeout_s=settings.startup_timeout_s)
-        js = nc.jetstream()
-        await jetstream.ensure_streams(js, settings.namespace)
-        supervisor = Supervisor()
-        supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
-        supervisor.start(
-            "points-consumer",
-            lambda: jetstream.run_consumer(
-                js,
-                namespace=settings.namespace,
-                stream=POINTS,
-                durable=events.POINTS_CONSUMER,
-                handler=partial(events.handle_point_event, pool),
-                stop=supervisor.stop,
-            ),
-        )
-        app.state.settings, app.state.pool, app.state.redis = settings, pool, cache
-        app.state.readiness = {
-            "postgresql": lambda: pool.fetchval("SELECT 1"),
-            "redis": lambda: cache.ping(),
-            "nats": lambda: jetstream.check_connected(nc),
-        }
-        try:
+        async with AsyncExitStack() as stack:
+            pool = await stack.enter_async_context(
+                postgres_pool(
+                    settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
+                )
+            )
+            cache = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            stack.push_async_callback(cache.aclose)
+            nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
+            supervisor = await stack.enter_async_context(supervised())
+            supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
+            supervisor.start(
+                "points-consumer",
+                lambda: jetstream.run_consumer(
+                    js,
+                    namespace=settings.namespace,
+                    stream=POINTS,
+                    durable=events.POINTS_CONSUMER,
+                    handler=partial(events.handle_point_event, pool),
+                    stop=supervisor.stop,
+                ),
+            )
+            app.state.settings, app.state.pool, app.state.redis = settings, pool, cache
+            app.state.readiness = readiness_checks(pool=pool, nc=nc, cache=cache)
             yield
-        finally:
-            await supervisor.close()
-            await nc.drain()
-            await cache.aclose()
-            await pool.close()
 
     return build_app(
         service=SERVICE,
