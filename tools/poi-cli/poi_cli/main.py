@@ -42,8 +42,9 @@ def run(
 ) -> None:
     """Start PostgreSQL, NATS and Redis (embedded unless POI_*_URL are set) and the four services; Ctrl-C stops all."""
     data_dir = data_dir.resolve()
-    # Turn SIGTERM into the same orderly stop as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM both mean an orderly stop, even where the parent shell set SIGINT to be ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     ports = {name: port + port_offset for name, port in stack.EMBEDDED_PORTS.items()}
     service_ports = {name: port + port_offset for name, port in stack.SERVICE_PORTS.items()}
     infra = None
