@@ -4,7 +4,7 @@ UV_VERSION := 0.13.9
 TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
-LOCK := requirements.lock
+LOCK := requirements.txt
 PACKAGES := shared services/registry services/status services/search services/notify tools/poi-cli
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
@@ -19,7 +19,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
 
-# requirements.lock pins every third-party package with its hashes (and names no index); the workspace's own
+# requirements.txt pins every third-party package with its hashes (and names no index); the workspace's own
 # packages install editable on top, constrained to those pins.
 $(VENV)/.synced: $(UV) $(LOCK) pyproject.toml shared/pyproject.toml services/*/pyproject.toml tools/poi-cli/pyproject.toml
 	$(UV) venv --allow-existing --python $(PYTHON) $(VENV)
@@ -29,7 +29,7 @@ $(VENV)/.synced: $(UV) $(LOCK) pyproject.toml shared/pyproject.toml services/*/p
 
 install: $(VENV)/.synced ## create .venv and install every package (uv workspace)
 
-lock: $(UV) ## re-resolve dependencies and rewrite requirements.lock
+lock: $(UV) ## re-resolve dependencies and rewrite requirements.txt
 	$(UV) lock --python $(PYTHON)
 	$(UV) export --frozen --all-packages --all-groups --no-emit-workspace --format requirements-txt \
 		--no-header -o $(LOCK)
