@@ -14,8 +14,9 @@ from nats.js import JetStreamContext
 
 from poi_shared import db, health, jetstream
 from poi_shared.auth import TokenVerifier
+from poi_shared.contracts import StreamSpec
 from poi_shared.errors import install_error_handlers
-from poi_shared.settings import AuthSettings, ServiceSettings
+from poi_shared.settings import AuthSettings, DatabaseServiceSettings, ServiceSettings
 from poi_shared.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,17 @@ class Supervisor:
                     pass
                 delay = min(delay * 2, 10.0)
 
+    def consume(
+        self, js: JetStreamContext, *, namespace: str, stream: StreamSpec, durable: str, handler: jetstream.Handler
+    ) -> None:
+        """Run a durable consumer of the stream until stopped."""
+        self.start(
+            durable,
+            lambda: jetstream.run_consumer(
+                js, namespace=namespace, stream=stream, durable=durable, handler=handler, stop=self.stop
+            ),
+        )
+
     async def close(self, timeout_s: float = 10.0) -> None:
         """Ask every loop to stop, wait for them, cancel stragglers."""
         self.stop.set()
@@ -73,9 +85,11 @@ class Supervisor:
 
 
 @asynccontextmanager
-async def postgres_pool(url: str, *, timeout_s: float, max_size: int) -> AsyncIterator[asyncpg.Pool]:
+async def postgres_pool(settings: DatabaseServiceSettings) -> AsyncIterator[asyncpg.Pool]:
     """The service's database pool for the app's lifetime."""
-    pool = await db.create_pool(url, timeout_s=timeout_s, max_size=max_size)
+    pool = await db.create_pool(
+        settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
+    )
     try:
         yield pool
     finally:

@@ -18,6 +18,13 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
 
 
+class DatabaseServiceSettings(ServiceSettings):
+    """A service that owns a PostgreSQL database."""
+
+    database_url: str
+    db_pool_max: int = Field(default=10, ge=2)
+
+
 class AuthSettings(BaseSettings):
     """How bearer tokens are verified; the same identity provider serves every service."""
 

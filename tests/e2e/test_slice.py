@@ -10,6 +10,7 @@ import httpx
 import nats
 import pytest
 
+from poi_notify.events import STATUS_CONSUMER
 from poi_shared.contracts import STATUS
 from tests.e2e.conftest import RunningStack
 
@@ -127,12 +128,12 @@ async def test_point_flows_through_all_services(services: RunningStack) -> None:
         assert original.subject is not None and original.data is not None
         await js.publish(original.subject, original.data, headers=headers)
         stream = await js.stream_info(STATUS.stream_name(services.namespace))
-        consumer = services_consumer = "notify-status"
         await _eventually_async(
-            lambda: _consumer_caught_up(js, STATUS.stream_name(services.namespace), consumer, stream.state.last_seq),
+            lambda: _consumer_caught_up(
+                js, STATUS.stream_name(services.namespace), STATUS_CONSUMER, stream.state.last_seq
+            ),
             "notify handles the repeat",
         )
-        del services_consumer
     finally:
         await nc.close()
     seen = await observations(services, point_id)

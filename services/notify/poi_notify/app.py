@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from poi_notify import events
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
-from poi_shared import jetstream
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import STATUS
 from poi_shared.db import SHARED_MIGRATIONS
@@ -28,23 +27,15 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(
-                postgres_pool(
-                    settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
-                )
-            )
+            pool = await stack.enter_async_context(postgres_pool(settings))
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
             supervisor = await stack.enter_async_context(supervised())
-            supervisor.start(
-                "status-consumer",
-                lambda: jetstream.run_consumer(
-                    js,
-                    namespace=settings.namespace,
-                    stream=STATUS,
-                    durable=events.STATUS_CONSUMER,
-                    handler=partial(events.handle_status_event, pool),
-                    stop=supervisor.stop,
-                ),
+            supervisor.consume(
+                js,
+                namespace=settings.namespace,
+                stream=STATUS,
+                durable=events.STATUS_CONSUMER,
+                handler=partial(events.handle_status_event, pool),
             )
             app.state.settings, app.state.pool = settings, pool
             app.state.readiness = readiness_checks(pool=pool, nc=nc)

@@ -25,11 +25,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(
-                postgres_pool(
-                    settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
-                )
-            )
+            pool = await stack.enter_async_context(postgres_pool(settings))
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
             supervisor = await stack.enter_async_context(supervised())
             supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))

@@ -2,13 +2,12 @@
 
 from pydantic_settings import SettingsConfigDict
 
-from poi_shared.settings import ServiceSettings
+from poi_shared.settings import DatabaseServiceSettings
 
 
-class RegistrySettings(ServiceSettings):
+class RegistrySettings(DatabaseServiceSettings):
     """The registry owns the points database."""
 
     model_config = SettingsConfigDict(env_prefix="POI_REGISTRY_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/poi_registry"
-    db_pool_max: int = 10

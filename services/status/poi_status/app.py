@@ -8,7 +8,7 @@ from pathlib import Path
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from poi_shared import jetstream, outbox
+from poi_shared import outbox
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import POINTS
 from poi_shared.db import SHARED_MIGRATIONS
@@ -29,26 +29,18 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            pool = await stack.enter_async_context(
-                postgres_pool(
-                    settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
-                )
-            )
+            pool = await stack.enter_async_context(postgres_pool(settings))
             cache = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             stack.push_async_callback(cache.aclose)
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
             supervisor = await stack.enter_async_context(supervised())
             supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
-            supervisor.start(
-                "points-consumer",
-                lambda: jetstream.run_consumer(
-                    js,
-                    namespace=settings.namespace,
-                    stream=POINTS,
-                    durable=events.POINTS_CONSUMER,
-                    handler=partial(events.handle_point_event, pool),
-                    stop=supervisor.stop,
-                ),
+            supervisor.consume(
+                js,
+                namespace=settings.namespace,
+                stream=POINTS,
+                durable=events.POINTS_CONSUMER,
+                handler=partial(events.handle_point_event, pool),
             )
             app.state.settings, app.state.pool, app.state.redis = settings, pool, cache
             app.state.readiness = readiness_checks(pool=pool, nc=nc, cache=cache)

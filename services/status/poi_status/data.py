@@ -25,7 +25,7 @@ async def upsert_known_point(
 
 
 async def get_known_point(conn: asyncpg.Connection, point_id: UUID) -> asyncpg.Record | None:
-    """The point as status knows it, locked against a concurrent report."""
+    """The point as status knows it (id, katotth, retired)."""
     return await conn.fetchrow("SELECT id, katotth, retired FROM known_points WHERE id = $1", point_id)
 
 

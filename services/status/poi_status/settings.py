@@ -2,14 +2,13 @@
 
 from pydantic_settings import SettingsConfigDict
 
-from poi_shared.settings import ServiceSettings
+from poi_shared.settings import DatabaseServiceSettings
 
 
-class StatusSettings(ServiceSettings):
+class StatusSettings(DatabaseServiceSettings):
     """Status keeps history in PostgreSQL and the current state in Redis."""
 
     model_config = SettingsConfigDict(env_prefix="POI_STATUS_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/poi_status"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    db_pool_max: int = 10

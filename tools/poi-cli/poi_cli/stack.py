@@ -1,6 +1,5 @@
 """The development stack: infrastructure (given or embedded), databases, migrations and the four services."""
 
-import asyncio
 import os
 import secrets
 import signal
@@ -159,8 +158,3 @@ def stop_services(processes: dict[str, subprocess.Popen[bytes]], timeout_s: floa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def run_async(coro: object) -> object:
-    """Run a coroutine from synchronous code."""
-    return asyncio.run(coro)  # type: ignore[arg-type]

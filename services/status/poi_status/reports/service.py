@@ -71,6 +71,12 @@ async def current_status(
     return state
 
 
+async def is_known(pool: asyncpg.Pool, *, point_id: UUID) -> bool:
+    """Whether the registry's events have told status of this point."""
+    async with pool.acquire() as conn:
+        return await data.get_known_point(conn, point_id) is not None
+
+
 async def _cache(cache: redis.Redis, namespace: str, state: StatusState) -> None:
     """Best effort: PostgreSQL is the truth, Redis only makes reads fast; keep only newer versions."""
     try:

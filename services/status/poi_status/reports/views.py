@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from poi_shared.auth import CurrentPrincipal
 from poi_shared.contracts import StatusState
-from poi_status import data
 from poi_status.reports import service
 from poi_status.reports.models import StatusReport, StatusView
 
@@ -52,9 +51,8 @@ async def read_status(point_id: UUID, request: Request, pool: Pool, cache: Cache
     state = await service.current_status(pool, cache, point_id=point_id, namespace=request.app.state.settings.namespace)
     if state is not None:
         return _view(state)
-    async with pool.acquire() as conn:
-        if await data.get_known_point(conn, point_id) is None:
-            raise HTTPException(404, f"no point {point_id}")
+    if not await service.is_known(pool, point_id=point_id):
+        raise HTTPException(404, f"no point {point_id}")
     return StatusView(point_id=str(point_id), state="unknown", version=0)
 
 
