@@ -28,7 +28,7 @@ from bench.search_app import EVENTS_ENV, POINT_COUNT, demo_messages, write_event
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 64
 MAX_REQUESTS = 1_000_000  # per run, beside the time bound
-QUERY = "limit=10&radius_km=50&state=open&facility=heat&facility=charging"
+QUERY = "limit=10&radius_km=50&state=open&service=heat&service=charging"
 TARGET_RATIO, TARGET_P99_MS, TARGET_BUILD_S, TARGET_RSS_MB = 0.6, 20.0, 3.0, 200.0
 WRK_SCRIPT = """
 local mode, cap, done = "empty", 0, 0

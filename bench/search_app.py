@@ -30,9 +30,9 @@ def demo_messages(count: int = POINT_COUNT, seed: int = 7) -> list[Message]:
     """Point and status events as the service receives them (headers, body); ~70% open, the rest closed/unknown."""
     rng, now = random.Random(seed), datetime.now(UTC)
     messages: list[Message] = []
-    for raw in demo_points(count, seed=seed):
-        fields = PointCreate.model_validate(raw).model_dump()
-        point = PointState(id=uuid4(), version=1, updated_at=now, retired=False, **fields)
+    for n, raw in enumerate(demo_points(count, seed=seed)):
+        fields = PointCreate.model_validate(raw).model_dump(exclude={"contact_phone"})
+        point = PointState(id=uuid4(), code=f"B-{n:06d}", version=1, updated_at=now, retired=False, **fields)
         state = OpenState.open if rng.random() < OPEN_SHARE else rng.choice((OpenState.closed, OpenState.unknown))
         status = StatusState(point_id=point.id, version=1, state=state, reported_at=now, reported_by="bench")
         for event_type, data in ((POINT_REGISTERED, point), (STATUS_CHANGED, status)):

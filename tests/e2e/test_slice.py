@@ -24,9 +24,10 @@ POINT = {
     "lat": 50.4501,
     "lon": 30.5234,
     "katotth": "UA80000000000093317",
-    "address": "вул. Хрещатик, 1, Київ",
+    "address_uk": "вул. Хрещатик, 1, Київ",
+    "settlement": "Київ",
     "capacity": 120,
-    "facilities": ["heat", "charging", "internet"],
+    "services": ["heat", "charging", "internet"],
     "visibility": "public",
 }
 
@@ -109,7 +110,7 @@ async def test_point_flows_through_all_services(services: RunningStack) -> None:
         )
         open_only = client.get(
             f"{services.urls['search']}/v1/search/nearest",
-            params={"lat": 50.45, "lon": 30.52, "state": "open", "facility": ["heat", "charging"]},
+            params={"lat": 50.45, "lon": 30.52, "state": "open", "service": ["heat", "charging"]},
         )
         assert point_id in [item["id"] for item in open_only.json()["items"]]
 

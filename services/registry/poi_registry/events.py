@@ -1,8 +1,10 @@
 """Point events: rows become the contract's PointState, sent through the outbox."""
 
+import json
+
 import asyncpg
 
-from poi_shared.contracts import EventType, PointState
+from poi_shared.contracts import EventType, PointState, Schedule
 from poi_shared.envelope import build_message
 from poi_shared.outbox import enqueue
 
@@ -10,19 +12,26 @@ SOURCE = "/poi/registry"
 
 
 def point_state(row: asyncpg.Record) -> PointState:
-    """The full state of a point as every event and response carries it."""
+    """The full public state of a point as every event carries it (the private contact phone stays here)."""
     return PointState(
         id=row["id"],
+        code=row["code"],
         version=row["version"],
         name_uk=row["name_uk"],
         name_en=row["name_en"],
         category=row["category"],
+        host_type=row["host_type"],
         lat=row["lat"],
         lon=row["lon"],
+        address_uk=row["address_uk"],
+        address_en=row["address_en"],
+        settlement=row["settlement"],
         katotth=row["katotth"],
-        address=row["address"],
         capacity=row["capacity"],
-        facilities=row["facilities"],
+        services=row["services"],
+        schedule=Schedule.model_validate(json.loads(row["schedule"])),
+        operator_org=row["operator_org"],
+        public_phone=row["public_phone"],
         visibility=row["visibility"],
         retired=row["retired_at"] is not None,
         updated_at=row["updated_at"],

@@ -5,19 +5,21 @@ from collections import Counter
 
 import pytest
 
-from poi_cli.demo import ADMIN1_TO_KATOTTH_OBLAST, FACILITIES, demo_points, transliterate, ukrainian_name
+from poi_cli.demo import ADMIN1_TO_KATOTTH_OBLAST, SERVICES, demo_points, transliterate, ukrainian_name
 from poi_registry.points.models import PointCreate
 
 KEYS = {
     "name_uk",
     "name_en",
     "category",
+    "host_type",
     "lat",
     "lon",
     "katotth",
-    "address",
+    "address_uk",
+    "settlement",
     "capacity",
-    "facilities",
+    "services",
     "visibility",
 }
 
@@ -52,7 +54,7 @@ def test_every_point_has_exactly_the_registry_fields(points: list[dict[str, obje
 def test_names_and_address_are_well_formed(points: list[dict[str, object]]) -> None:
     """Names and addresses are Ukrainian, the English names Latin, all within the registry's lengths."""
     for point in points:
-        name_uk, name_en, address = point["name_uk"], point["name_en"], point["address"]
+        name_uk, name_en, address = point["name_uk"], point["name_en"], point["address_uk"]
         assert isinstance(name_uk, str) and 2 <= len(name_uk) <= 200
         assert re.search(r"[А-ЩЬЮЯЄІЇҐа-щьюяєіїґ]", name_uk)
         assert name_en is None or (isinstance(name_en, str) and 2 <= len(name_en) <= 200)
@@ -83,7 +85,7 @@ def test_points_of_one_settlement_share_its_code(points: list[dict[str, object]]
     """Outside the cities with special status, one town name means one KATOTTH code."""
     codes: dict[str, set[object]] = {}
     for point in points:
-        town = str(point["address"]).rsplit(", ", 1)[-1]
+        town = str(point["address_uk"]).rsplit(", ", 1)[-1]
         if not str(point["katotth"]).startswith(("UA80", "UA85")):
             codes.setdefault(town, set()).add(point["katotth"])
     assert codes
@@ -112,20 +114,20 @@ def test_capacities_in_range_and_state_points_larger(points: list[dict[str, obje
     assert mean["state"] > mean["business"]
 
 
-def test_facilities_are_known_distinct_and_sorted(points: list[dict[str, object]]) -> None:
-    """Facilities come from the contract's list, once each, sorted."""
+def test_services_are_known_distinct_and_sorted(points: list[dict[str, object]]) -> None:
+    """Services come from the contract's catalogue, once each, sorted."""
     for point in points:
-        facilities = point["facilities"]
-        assert isinstance(facilities, list) and facilities
-        assert set(facilities) <= set(FACILITIES)
-        assert facilities == sorted(set(facilities))
+        services = point["services"]
+        assert isinstance(services, list) and services
+        assert set(services) <= set(SERVICES)
+        assert services == sorted(set(services))
 
 
-def test_state_points_offer_the_core_facilities(points: list[dict[str, object]]) -> None:
+def test_state_points_offer_the_core_services(points: list[dict[str, object]]) -> None:
     """Almost every state point offers heat, power, charging, internet, water, first aid and hot drinks."""
     core = {"heat", "electricity", "charging", "internet", "water", "first_aid", "hot_drinks"}
     state = [p for p in points if p["category"] == "state"]
-    full = sum(core <= set(p["facilities"]) for p in state if isinstance(p["facilities"], list))
+    full = sum(core <= set(p["services"]) for p in state if isinstance(p["services"], list))
     assert full / len(state) > 0.6
 
 
@@ -147,7 +149,7 @@ def test_kyiv_has_the_most_points(points: list[dict[str, object]]) -> None:
     """Weighting by population puts more points in Kyiv (UA80) than in any oblast."""
     by_oblast = Counter(str(p["katotth"])[2:4] for p in points)
     assert by_oblast.most_common(1)[0][0] == "80"
-    assert sum(str(p["address"]).endswith(", Київ") for p in points) == by_oblast["80"]
+    assert sum(str(p["address_uk"]).endswith(", Київ") for p in points) == by_oblast["80"]
 
 
 def test_full_sized_dataset() -> None:

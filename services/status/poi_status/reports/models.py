@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from poi_shared.contracts import OpenState
+
 
 class StatusReport(BaseModel):
     """An operator's report on a point."""
@@ -18,7 +20,7 @@ class StatusView(BaseModel):
     """A point's current status as the public sees it (who reported stays private)."""
 
     point_id: str
-    state: Literal["open", "closed", "unknown"]
+    state: OpenState
     version: int = Field(description="0 until the first report.")
     note: str | None = None
     reported_at: str | None = Field(default=None, description="When the operator last confirmed, ISO 8601.")

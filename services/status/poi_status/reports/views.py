@@ -8,7 +8,7 @@ import redis.asyncio as redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 
 from poi_shared.auth import CurrentPrincipal
-from poi_shared.contracts import StatusState
+from poi_shared.contracts import OpenState, StatusState
 from poi_status.reports import service
 from poi_status.reports.models import StatusReport, StatusView
 
@@ -53,13 +53,13 @@ async def read_status(point_id: UUID, request: Request, pool: Pool, cache: Cache
         return _view(state)
     if not await service.is_known(pool, point_id=point_id):
         raise HTTPException(404, f"no point {point_id}")
-    return StatusView(point_id=str(point_id), state="unknown", version=0)
+    return StatusView(point_id=str(point_id), state=OpenState.unknown, version=0)
 
 
 def _view(state: StatusState) -> StatusView:
     return StatusView(
         point_id=str(state.point_id),
-        state=state.state.value,
+        state=state.state,
         version=state.version,
         note=state.note,
         reported_at=state.reported_at.isoformat(),
