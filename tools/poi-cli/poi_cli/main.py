@@ -20,8 +20,19 @@ from poi_shared.auth import Role, issue_token
 app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
 console = Console()
 
+
+def _valid_namespace(namespace: str) -> str:
+    try:
+        return stack.check_namespace(namespace)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
 DataDir = Annotated[Path, typer.Option(envvar="POI_DATA_DIR", help="Where embedded servers keep data and logs.")]
-Namespace = Annotated[str, typer.Option(envvar="POI_NAMESPACE", help="Prefix of databases, streams and keys.")]
+Namespace = Annotated[
+    str,
+    typer.Option(envvar="POI_NAMESPACE", callback=_valid_namespace, help="Prefix of databases, streams and keys."),
+]
 
 
 class DatabaseService(StrEnum):

@@ -1,6 +1,7 @@
 """The development stack: infrastructure (given or embedded), databases, migrations and the four services."""
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from poi_cli import embedded
 from poi_notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
 from poi_registry.app import MIGRATIONS as REGISTRY_MIGRATIONS
 from poi_shared import db
+from poi_shared.settings import NAMESPACE_PATTERN
 from poi_status.app import MIGRATIONS as STATUS_MIGRATIONS
 
 SERVICE_PORTS = {"registry": 8001, "status": 8002, "search": 8003, "notify": 8004}
@@ -64,9 +66,18 @@ def start_infrastructure(
     return Infrastructure(database_url, nats_url, redis_url, started)
 
 
+def check_namespace(namespace: str) -> str:
+    """The namespace if it can prefix databases, streams and keys as is; ValueError otherwise."""
+    if not re.fullmatch(NAMESPACE_PATTERN, namespace):
+        raise ValueError(
+            f"namespace {namespace!r} must be a lower-case letter followed by at most 15 lower-case letters or digits"
+        )
+    return namespace
+
+
 def database_name(namespace: str, service: str) -> str:
-    """Each service owns its own database on the server."""
-    return f"{namespace}_{service}"
+    """Each service owns its own database on the server; the name is quoted nowhere, so it is checked here."""
+    return f"{check_namespace(namespace)}_{service}"
 
 
 async def prepare_databases(server_url: str, namespace: str) -> dict[str, str]:
