@@ -5,6 +5,7 @@ import os
 import signal
 import time
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -14,11 +15,13 @@ from rich.table import Table
 
 from poi_cli import stack
 from poi_cli.seed import seed_points
+from poi_cli.supervisor import GaveUp, Supervisor
 from poi_shared import db
 from poi_shared.auth import Role, issue_token
 
 app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
 console = Console()
+error_console = Console(stderr=True)
 
 
 def _valid_namespace(namespace: str) -> str:
@@ -33,6 +36,8 @@ Namespace = Annotated[
     str,
     typer.Option(envvar="POI_NAMESPACE", callback=_valid_namespace, help="Prefix of databases, streams and keys."),
 ]
+# Which embedded server each POI_*_URL replaces.
+SERVER_URL_VARIABLES = {"postgres": "POI_DATABASE_URL", "nats": "POI_NATS_URL", "redis": "POI_REDIS_URL"}
 
 
 class DatabaseService(StrEnum):
@@ -51,24 +56,32 @@ def run(
     demo_points: Annotated[int, typer.Option(help="Demo points loaded into an empty register.")] = 300,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every /readyz.")] = 60.0,
 ) -> None:
-    """Start PostgreSQL, NATS and Redis (embedded unless POI_*_URL are set) and the four services; Ctrl-C stops all."""
+    """Start PostgreSQL, NATS and Redis (embedded unless POI_*_URL are set) and the four services; Ctrl-C stops all.
+
+    A server or service that dies is reported and started again with backoff.
+    """
     data_dir = data_dir.resolve()
+    urls = {server: os.environ.get(variable) for server, variable in SERVER_URL_VARIABLES.items()}
+    ports = {name: port + port_offset for name, port in stack.EMBEDDED_PORTS.items()}
+    service_ports = {name: port + port_offset for name, port in stack.SERVICE_PORTS.items()}
+    needed_ports = {**service_ports, **{name: port for name, port in ports.items() if urls[name] is None}}
+    try:
+        lock = stack.lock_data_dir(data_dir, needed_ports)
+        stack.check_ports_free(needed_ports)
+    except stack.StackBusy as exc:
+        error_console.print(f"poi run: {exc}", style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     # Ctrl-C and SIGTERM both mean an orderly stop, even where the parent shell set SIGINT to be ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    ports = {name: port + port_offset for name, port in stack.EMBEDDED_PORTS.items()}
-    service_ports = {name: port + port_offset for name, port in stack.SERVICE_PORTS.items()}
-    infra = None
-    processes: dict = {}
+    supervisor = Supervisor(report=_report)
     try:
         console.print("[bold]Starting infrastructure…[/]")
         infra = stack.start_infrastructure(
-            data_dir,
-            database_url=os.environ.get("POI_DATABASE_URL"),
-            nats_url=os.environ.get("POI_NATS_URL"),
-            redis_url=os.environ.get("POI_REDIS_URL"),
-            ports=ports,
+            data_dir, database_url=urls["postgres"], nats_url=urls["nats"], redis_url=urls["redis"], ports=ports
         )
+        for server in infra.started:
+            supervisor.adopt_server(server)
         database_urls = asyncio.run(stack.prepare_databases(infra.database_url, namespace))
         loaded = asyncio.run(
             seed_points(database_urls["registry"], namespace=namespace, count=demo_points, only_if_empty=True)
@@ -78,21 +91,27 @@ def run(
         secret = stack.auth_secret(data_dir)
         for service, port in service_ports.items():
             env = stack.service_env(service, infra, database_urls, namespace=namespace, secret=secret)
-            processes[service] = stack.start_service(service, port, env, data_dir / "logs" / f"{service}.log")
-        stack.wait_ready(service_ports, processes, ready_timeout)
+            log = data_dir / "logs" / f"{service}.log"
+            supervisor.start_service(service, log, partial(stack.start_service, service, port, env, log))
+        stack.wait_ready(service_ports, supervisor.processes(), ready_timeout)
         _print_endpoints(infra, service_ports, data_dir)
-        while all(p.poll() is None for p in processes.values()):
+        while True:
+            supervisor.check()
             time.sleep(0.5)
-        dead = [s for s, p in processes.items() if p.poll() is not None]
-        console.print(f"[red]{', '.join(dead)} stopped; see {data_dir / 'logs'}. Stopping everything.[/]")
-        raise typer.Exit(1)
     except KeyboardInterrupt:
         console.print("\nStopping…")
+    except (GaveUp, RuntimeError, TimeoutError, OSError) as exc:
+        _report(f"{exc}\nStopping everything; logs are in {data_dir / 'logs'}.", style="red")
+        raise typer.Exit(1) from None
     finally:
-        stack.stop_services(processes)
-        if infra is not None:
-            infra.stop()
+        supervisor.stop()
         console.print("Stopped.")
+        lock.close()
+
+
+def _report(message: str, style: str = "yellow") -> None:
+    """A supervision message, as is: log lines may hold brackets that rich would take for markup."""
+    console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_endpoints(infra: stack.Infrastructure, ports: dict[str, int], data_dir: Path) -> None:

@@ -1,5 +1,7 @@
 """The development stack: infrastructure (given or embedded), databases, migrations and the four services."""
 
+import fcntl
+import json
 import os
 import re
 import secrets
@@ -9,8 +11,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
+import psutil
 
 from poi_cli import embedded
 from poi_notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
@@ -22,6 +26,11 @@ from poi_status.app import MIGRATIONS as STATUS_MIGRATIONS
 SERVICE_PORTS = {"registry": 8001, "status": 8002, "search": 8003, "notify": 8004}
 EMBEDDED_PORTS = {"postgres": 55432, "nats": 54222, "redis": 56379}
 DATABASE_SERVICES = {"registry": REGISTRY_MIGRATIONS, "status": STATUS_MIGRATIONS, "notify": NOTIFY_MIGRATIONS}
+LOCK_FILE = "poi-run.lock"
+
+
+class StackBusy(RuntimeError):
+    """Another `poi run`, or another program, holds the data directory or a port this one needs."""
 
 
 @dataclass
@@ -91,6 +100,84 @@ async def prepare_databases(server_url: str, namespace: str) -> dict[str, str]:
     return urls
 
 
+def lock_data_dir(data_dir: Path, ports: dict[str, int]) -> TextIO:
+    """Hold the data directory for this `poi run` while the returned file stays open; StackBusy if another does.
+
+    The lock file names its holder (pid, data directory, ports) so that a second run can say who is in its way.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        holder = _lock_holder(data_dir / LOCK_FILE)
+        ports_held = ", ".join(f"{name} {port}" for name, port in holder.get("ports", {}).items())
+        raise StackBusy(
+            f"another {_poi_run(holder, data_dir)} is running and holds ports {ports_held or '(starting)'}; "
+            "stop it first (Ctrl-C in its terminal)"
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    json.dump({"pid": os.getpid(), "data_dir": str(data_dir), "ports": ports}, lock)
+    lock.flush()
+    return lock
+
+
+def _lock_holder(lock_file: Path) -> dict:
+    """What the holder of a lock file wrote there (nothing yet if it has only just taken it)."""
+    try:
+        holder = json.loads(lock_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _poi_run(holder: dict, data_dir: Path) -> str:
+    return f"poi run (pid {holder.get('pid', '?')}, data dir {holder.get('data_dir', data_dir)})"
+
+
+def check_ports_free(ports: dict[str, int]) -> None:
+    """StackBusy naming every port that something already listens on, and who, as far as this user may see."""
+    busy = {name: port for name, port in ports.items() if embedded.port_open(port)}
+    if not busy:
+        return
+    pids = _listening_pids(set(busy.values()))
+    by_holder: dict[str, list[str]] = {}
+    for name, port in busy.items():
+        by_holder.setdefault(_describe_process(pids.get(port)), []).append(f"{name} {port}")
+    taken = "; ".join(f"{', '.join(held)} held by {holder}" for holder, held in by_holder.items())
+    raise StackBusy(f"ports in use: {taken}. Stop it, or choose another --port-offset.")
+
+
+def _listening_pids(ports: set[int]) -> dict[int, int]:
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return {}
+    return {
+        c.laddr.port: c.pid
+        for c in connections
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports and c.pid
+    }
+
+
+def _describe_process(pid: int | None) -> str:
+    """Another poi run if the process is one or was started by one (it keeps its lock file open), else its command."""
+    if pid is None:
+        return "another program"
+    try:
+        process = psutil.Process(pid)
+        for candidate in (process, *process.parents()):
+            for opened in candidate.open_files():
+                if Path(opened.path).name == LOCK_FILE:
+                    lock_file = Path(opened.path)
+                    return f"another {_poi_run(_lock_holder(lock_file), lock_file.parent)}"
+        return f"pid {pid} ({' '.join(process.cmdline())[:80]})"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return f"pid {pid}"
+
+
 def auth_secret(data_dir: Path) -> str:
     """The development signing secret: POI_AUTH_SECRET, or one kept under the data directory."""
     if os.environ.get("POI_AUTH_SECRET"):
@@ -146,7 +233,7 @@ def wait_ready(ports: dict[str, int], processes: dict[str, subprocess.Popen[byte
         while pending:
             for service, port in list(pending.items()):
                 if processes[service].poll() is not None:
-                    raise RuntimeError(f"{service} exited with code {processes[service].returncode}")
+                    raise RuntimeError(f"{service} {embedded.exit_reason(processes[service].returncode)}")
                 try:
                     if client.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
                         del pending[service]
