@@ -65,14 +65,16 @@ def _spawn(name: str, argv: list[str], log: Path, *, user: str | None = None) ->
         )
 
 
-def _wait_listening(server: ServerProcess, port: int, timeout_s: float = 60.0) -> ServerProcess:
-    """Wait for the port to open; fail with the server's log if it exits or takes too long."""
+def _wait_listening(
+    server: ServerProcess, port: int, timeout_s: float = 60.0, *, accepting: Callable[[], bool] | None = None
+) -> ServerProcess:
+    """Wait for the port to open (and the server to accept work); fail with its log if it exits or takes too long."""
     deadline = time.monotonic() + timeout_s
     try:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 raise RuntimeError(f"{server.name} {exit_reason(server.process.returncode)}:\n{log_tail(server.log)}")
-            if port_open(port):
+            if port_open(port) and (accepting is None or accepting()):
                 return server
             time.sleep(0.1)
         raise RuntimeError(f"{server.name} did not listen on {port} within {timeout_s:.0f}s:\n{log_tail(server.log)}")
@@ -156,12 +158,14 @@ def start_postgres(root: Path, port: int, *, durable: bool = True) -> ServerProc
         user = PG_SYSTEM_USER
         _prepare_for_system_user(data, POSTGRES_BIN_PATH, user)
     if not (data / "PG_VERSION").exists():
-        subprocess.run(
+        initdb = subprocess.run(
             [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"],
-            check=True,
+            check=False,
             capture_output=True,
             user=user,
         )
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed for {data}:\n{initdb.stderr.decode(errors='replace')}")
     argv = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1"]
     argv += ["-c", "unix_socket_directories=", "-c", "max_connections=300"]
     if not durable:  # throwaway test data: skip fsync for speed
@@ -175,7 +179,9 @@ def start_postgres(root: Path, port: int, *, durable: bool = True) -> ServerProc
         log,
         restart=partial(start_postgres, root, port, durable=durable),
     )
-    return _wait_listening(server, port)
+    # After a crash PostgreSQL listens while it still replays its WAL and refuses connections until done.
+    isready = [str(POSTGRES_BIN_PATH / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-t", "1"]
+    return _wait_listening(server, port, accepting=lambda: subprocess.run(isready, check=False).returncode == 0)
 
 
 def _prepare_for_system_user(data: Path, bin_path: Path, user: str) -> None:
