@@ -1,13 +1,17 @@
 """Bearer JWT verification, roles and scopes; public read endpoints need no token."""
 
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
+from uuid import UUID
 
 import jwt
 from fastapi import Depends, HTTPException, Request
 
+from poi_shared.contracts import KATOTTH_SCOPE_PATTERN
 from poi_shared.settings import AuthSettings
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
@@ -29,7 +33,7 @@ class Principal:
     subject: str
     roles: frozenset[Role]
     katotth: tuple[str, ...] = ()
-    points: frozenset[str] = frozenset()
+    points: frozenset[UUID] = frozenset()
 
     def has(self, *roles: Role) -> bool:
         """True if the caller holds any of the roles."""
@@ -41,7 +45,7 @@ class Principal:
             return True
         return Role.coordinator in self.roles and any(katotth.startswith(p) for p in self.katotth)
 
-    def operates(self, point_id: str, katotth: str) -> bool:
+    def operates(self, point_id: UUID, katotth: str) -> bool:
         """True if the caller may report on the point: its operator, its area's coordinator, or admin."""
         if Role.operator in self.roles and point_id in self.points:
             return True
@@ -87,18 +91,44 @@ class TokenVerifier:
 
 
 def principal_from_claims(claims: dict[str, object]) -> Principal:
-    """Read roles and scopes; unknown roles are ignored, malformed claims rejected."""
+    """Read roles and scopes; unknown roles are ignored, malformed claims and scopes rejected."""
     roles, katotth, points = claims.get("roles", []), claims.get("katotth", []), claims.get("points", [])
     if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (roles, katotth, points)):
         raise InvalidToken("roles, katotth and points must be lists of strings")
     assert isinstance(roles, list) and isinstance(katotth, list) and isinstance(points, list)
+    try:
+        scope = katotth_scope(katotth), point_scope(points)
+    except ValueError as exc:
+        # A scope the services cannot read means the issuer is wrong: refuse the token rather than guess.
+        raise InvalidToken(str(exc)) from exc
     known = {r.value for r in Role}
     return Principal(
         subject=str(claims["sub"]),
         roles=frozenset(Role(r) for r in roles if r in known),
-        katotth=tuple(katotth),
-        points=frozenset(points),
+        katotth=scope[0],
+        points=scope[1],
     )
+
+
+def katotth_scope(prefixes: Sequence[str]) -> tuple[str, ...]:
+    """A coordinator's areas; ValueError unless each is a KATOTTH code cut at oblast level or below."""
+    for prefix in prefixes:
+        if not re.fullmatch(KATOTTH_SCOPE_PATTERN, prefix):
+            raise ValueError(
+                f"katotth scope {prefix!r} is not a KATOTTH code cut at oblast level or below (e.g. UA80, UA4606)"
+            )
+    return tuple(prefixes)
+
+
+def point_scope(point_ids: Sequence[str]) -> frozenset[UUID]:
+    """An operator's points as UUIDs, so any spelling of an id matches; ValueError for one that is not a UUID."""
+    scope = set()
+    for point_id in point_ids:
+        try:
+            scope.add(UUID(point_id))
+        except ValueError:
+            raise ValueError(f"points scope {point_id!r} is not a point id (a UUID)") from None
+    return frozenset(scope)
 
 
 def issue_token(
@@ -112,13 +142,13 @@ def issue_token(
     issuer: str = "poi-dev",
     audience: str = "poi",
 ) -> str:
-    """Sign a development token with the shared secret."""
+    """Sign a development token with the shared secret; ValueError for a scope the services would refuse."""
     now = int(time.time())
     claims = {
         "sub": subject,
         "roles": roles,
-        "katotth": katotth or [],
-        "points": points or [],
+        "katotth": list(katotth_scope(katotth or [])),
+        "points": [str(p) for p in sorted(point_scope(points or []))],
         "iat": now,
         "exp": now + ttl_s,
         "iss": issuer,

@@ -1,12 +1,13 @@
 """Tokens are verified strictly and scopes decide who may act where."""
 
 import time
+import uuid
 
 import jwt
 import pytest
 from pydantic import SecretStr
 
-from poi_shared.auth import InvalidToken, Principal, Role, TokenVerifier, issue_token
+from poi_shared.auth import InvalidToken, Principal, Role, TokenVerifier, issue_token, principal_from_claims
 from poi_shared.settings import AuthSettings
 
 SECRET = "unit-test-secret-that-is-long-enough-0123"
@@ -70,11 +71,56 @@ def test_coordinator_scope_is_a_code_prefix() -> None:
 
 
 def test_operator_reports_only_on_own_points() -> None:
-    operator = Principal("o", frozenset({Role.operator}), points=frozenset({"p-1"}))
-    assert operator.operates("p-1", "UA80000000000093317")
-    assert not operator.operates("p-2", "UA80000000000093317")
+    own, other = uuid.uuid4(), uuid.uuid4()
+    operator = Principal("o", frozenset({Role.operator}), points=frozenset({own}))
+    assert operator.operates(own, "UA80000000000093317")
+    assert not operator.operates(other, "UA80000000000093317")
     coordinator = Principal("c", frozenset({Role.coordinator}), katotth=("UA80",))
-    assert coordinator.operates("p-2", "UA80000000000093317")
+    assert coordinator.operates(other, "UA80000000000093317")
+
+
+def test_operator_point_ids_compare_as_uuids() -> None:
+    point_id = uuid.uuid4()
+    token = issue_token(SECRET, subject="o", roles=["operator"], points=[str(point_id).upper()])
+    principal = verifier().verify(token)
+    assert principal.points == {point_id}
+    assert principal.operates(point_id, "UA80000000000093317")
+    # A token from another issuer may spell it without hyphens: still the same point.
+    assert principal_from_claims({"sub": "o", "roles": ["operator"], "points": [point_id.hex]}).operates(
+        point_id, "UA80000000000093317"
+    )
+
+
+def signed(**claims: object) -> str:
+    """A token signed with the right key, with any claims at all."""
+    base = {"sub": "x", "exp": int(time.time()) + 60, "iss": "poi-dev", "aud": "poi"}
+    return jwt.encode({**base, **claims}, SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [[""], ["UA"], ["UA8"], ["UA800"], ["UA80", "ua32"], ["UA80 "], ["UA80\n"], ["UA800000000000933170"]],
+    ids=["empty", "country", "one-digit", "odd-level", "lower-case", "space", "newline", "too-long"],
+)
+def test_a_coordinator_scope_off_the_katotth_levels_is_refused(scope: list[str]) -> None:
+    with pytest.raises(InvalidToken, match="katotth scope"):
+        verifier().verify(signed(roles=["coordinator"], katotth=scope))
+    with pytest.raises(ValueError, match="katotth scope"):
+        issue_token(SECRET, subject="c", roles=["coordinator"], katotth=scope)
+
+
+@pytest.mark.parametrize("scope", [["UA80"], ["UA4606"], ["UA4606025"], ["UA4606025001"], ["UA46060250010015970"]])
+def test_coordinator_scopes_at_every_level_are_accepted(scope: list[str]) -> None:
+    assert verifier().verify(issue_token(SECRET, subject="c", roles=["coordinator"], katotth=scope)).katotth == tuple(
+        scope
+    )
+
+
+def test_a_malformed_point_id_is_refused() -> None:
+    with pytest.raises(InvalidToken, match="points scope"):
+        verifier().verify(signed(roles=["operator"], points=["p-1"]))
+    with pytest.raises(ValueError, match="points scope"):
+        issue_token(SECRET, subject="o", roles=["operator"], points=[""])
 
 
 def test_production_keys_verify_asymmetric_tokens_only() -> None:

@@ -17,7 +17,7 @@ from poi_cli import stack
 from poi_cli.seed import seed_points
 from poi_cli.supervisor import GaveUp, Supervisor
 from poi_shared import db
-from poi_shared.auth import Role, issue_token
+from poi_shared.auth import Role, issue_token, katotth_scope, point_scope
 
 app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
 console = Console()
@@ -166,11 +166,35 @@ def seed(
     console.print(f"registered {loaded} points (settlements: GeoNames, CC BY 4.0)")
 
 
+def _katotth_scope(values: list[str] | None) -> list[str] | None:
+    """Refuse a scope the services would refuse: an empty one would otherwise cover all of Ukraine."""
+    try:
+        return list(katotth_scope(values or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _point_scope(values: list[str] | None) -> list[str] | None:
+    """Refuse a point id that is not a UUID."""
+    try:
+        return [str(p) for p in sorted(point_scope(values or []))]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 @app.command()
 def token(
     role: Annotated[list[Role], typer.Option(help="Roles to grant (repeat for several).")],
-    katotth: Annotated[list[str] | None, typer.Option(help="Coordinator scope: KATOTTH code prefix.")] = None,
-    point: Annotated[list[str] | None, typer.Option(help="Operator scope: point id.")] = None,
+    katotth: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Coordinator scope: a KATOTTH code cut at oblast level or below (UA80, UA4606…).",
+            callback=_katotth_scope,
+        ),
+    ] = None,
+    point: Annotated[
+        list[str] | None, typer.Option(help="Operator scope: a point id (UUID).", callback=_point_scope)
+    ] = None,
     subject: Annotated[str, typer.Option(help="Account id put in `sub`.")] = "dev-user",
     ttl_hours: Annotated[float, typer.Option(min=0.01, max=24 * 30)] = 12.0,
     data_dir: DataDir = Path(".data"),

@@ -52,4 +52,4 @@ async def read_point(point_id: UUID, pool: Pool, caller: OptionalPrincipal) -> P
 
 def _manages(caller: Principal | None, state: PointState) -> bool:
     """Whether the caller may see the point's exact location."""
-    return caller is not None and caller.operates(str(state.id), state.katotth)
+    return caller is not None and caller.operates(state.id, state.katotth)

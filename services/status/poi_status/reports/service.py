@@ -35,7 +35,7 @@ async def record_report(
         point = await data.get_known_point(conn, point_id)
         if point is None:
             raise HTTPException(404, f"no point {point_id} (a newly registered point takes a moment to arrive)")
-        if not caller.operates(str(point_id), point["katotth"]):
+        if not caller.operates(point_id, point["katotth"]):
             raise forbid(f"your account may not report on point {point_id}")
         if point["retired"]:
             raise HTTPException(409, f"point {point_id} is retired")
