@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -16,6 +16,8 @@ from poi_shared import db, health, jetstream
 from poi_shared.auth import TokenVerifier
 from poi_shared.contracts import StreamSpec
 from poi_shared.errors import install_error_handlers
+from poi_shared.intake import BodySizeLimit, require_json_body
+from poi_shared.models import MAX_BODY_BYTES
 from poi_shared.settings import AuthSettings, DatabaseServiceSettings, ServiceSettings
 from poi_shared.telemetry import configure_tracing
 
@@ -23,11 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def build_app(*, service: str, title: str, description: str, lifespan: Any, routers: Sequence[APIRouter]) -> FastAPI:
-    """A FastAPI app with problem+json errors, /livez and /readyz, token verification and tracing."""
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    """A FastAPI app with problem+json errors, JSON bodies under a size limit, /livez and /readyz, tokens, tracing."""
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        dependencies=[Depends(require_json_body)],  # runs before the body is validated
+    )
     app.state.readiness = {}
     app.state.token_verifier = TokenVerifier(AuthSettings())
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

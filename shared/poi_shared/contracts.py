@@ -11,6 +11,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from poi_shared.models import Text
+
 KATOTTH_PATTERN = r"^UA\d{17}$"
 # A coordinator's scope: a code cut at a level boundary, oblast (UA+2 digits) or below (4, 7, 10 or 17 digits).
 KATOTTH_SCOPE_PATTERN = r"^UA\d{2}(?:\d{2}(?:\d{3}(?:\d{3}(?:\d{7})?)?)?)?$"
@@ -135,7 +137,7 @@ class Schedule(BaseModel):
 
     kind: ScheduleKind = ScheduleKind.always
     hours: list[OpeningHours] = Field(default_factory=list, max_length=14, description="Only for kind weekly.")
-    note: str | None = Field(default=None, max_length=300)
+    note: Text | None = Field(default=None, max_length=300)
 
 
 class PointState(BaseModel):

@@ -1,6 +1,7 @@
 """RFC 9457 problem+json for every error, and 503 with Retry-After when a dependency is down."""
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 import asyncpg
@@ -9,11 +10,36 @@ import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 5
+# RFC 9110 renamed these; Python's HTTPStatus still has the older RFC 7231 phrases.
+RFC9110_TITLES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+
+
+class FieldProblem(BaseModel):
+    """One invalid part of a request."""
+
+    location: str = Field(description="Where: body.<field>, query.<name>, path.<name> or header.<name>.")
+    message: str
+    type: str = Field(description="A machine-readable error type, e.g. missing, int_type, forbidden_character.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error response."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(default="about:blank", description="A URI naming the problem type.")
+    title: str = Field(description="The status code's RFC 9110 reason phrase.")
+    status: int = Field(ge=400, le=599)
+    detail: str | None = Field(default=None, description="What went wrong, for people.")
+    instance: str | None = None
+    errors: list[FieldProblem] | None = Field(default=None, description="With 422: each invalid part of the request.")
+    dependency: str | None = Field(default=None, description="With 503: the dependency that does not answer.")
 
 
 class DependencyUnavailable(Exception):
@@ -70,18 +96,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ProblemResponse:
-        title = _reason(exc.status_code)
+        title = reason(exc.status_code)
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
         return problem(exc.status_code, title, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> ProblemResponse:
-        errors = [
-            {"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
+        errors = [_field_problem(e) for e in exc.errors()]
         summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
-        return problem(422, "Unprocessable Content", summary, errors=errors)
+        return problem(422, reason(422), summary, errors=errors)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
@@ -105,11 +128,30 @@ def _dependency_of(exc: BaseException) -> str:
     return "a dependency"
 
 
-def _reason(status: int) -> str:
-    """The standard reason phrase of a status code."""
-    from http import HTTPStatus
-
+def reason(status: int) -> str:
+    """The RFC 9110 reason phrase of a status code: every problem's title."""
+    if status in RFC9110_TITLES:
+        return RFC9110_TITLES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+def invalid(location: tuple[str | int, ...], message: str, error_type: str = "value_error") -> RequestValidationError:
+    """A 422 naming the field, for a check no model can express (e.g. a limit from settings)."""
+    return RequestValidationError([{"loc": location, "msg": message, "type": error_type}])
+
+
+def _field_problem(error: Any) -> dict[str, str]:
+    """One validation error as the problem's errors list shows it."""
+    if error["type"] == "json_invalid":
+        # FastAPI puts the character offset into the location; the body as a whole is what is wrong.
+        position = error["loc"][-1]
+        cause = error.get("ctx", {}).get("error", "invalid JSON")
+        return {
+            "location": "body",
+            "message": f"not valid JSON: {cause} at character {position}",
+            "type": "json_invalid",
+        }
+    return {"location": ".".join(str(p) for p in error["loc"]), "message": error["msg"], "type": error["type"]}

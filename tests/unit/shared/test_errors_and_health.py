@@ -9,6 +9,8 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
 from poi_shared.app import build_app
+from poi_shared.errors import invalid, reason
+from poi_shared.models import MAX_BODY_BYTES
 
 router = APIRouter()
 
@@ -20,6 +22,16 @@ class Payload(BaseModel):
 @router.post("/things")
 async def create_thing(payload: Payload) -> dict[str, int]:
     return {"capacity": payload.capacity}
+
+
+@router.get("/limited")
+async def limited(limit: int) -> None:
+    raise invalid(("query", "limit"), "must be at most 50", "less_than_equal")
+
+
+@router.get("/refused")
+async def refused() -> None:
+    raise HTTPException(422, "refused by the route itself")
 
 
 @router.get("/missing")
@@ -100,3 +112,35 @@ def test_readiness_reports_each_failing_dependency() -> None:
 def test_ready_when_every_check_passes() -> None:
     with TestClient(make_app(True)) as client:
         assert client.get("/readyz").json() == {"status": "ready", "checks": {"postgresql": "ok", "catalog": "ok"}}
+
+
+def test_problem_titles_are_rfc_9110_reason_phrases_everywhere() -> None:
+    with TestClient(make_app(True)) as client:
+        by_model = client.post("/things", json={"capacity": 0})
+        by_route = client.get("/limited", params={"limit": 51})
+        by_exception = client.get("/refused")
+        too_large = client.post(
+            "/things", content=b"1" * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"}
+        )
+    assert {by_model.json()["title"], by_route.json()["title"], by_exception.json()["title"]} == {
+        "Unprocessable Content"
+    }
+    assert by_route.json()["errors"] == [
+        {"location": "query.limit", "message": "must be at most 50", "type": "less_than_equal"}
+    ]
+    assert too_large.status_code == 413 and too_large.json()["title"] == "Content Too Large"
+    assert too_large.headers["content-type"] == "application/problem+json"
+    assert (reason(415), reason(404), reason(503)) == ("Unsupported Media Type", "Not Found", "Service Unavailable")
+
+
+def test_a_body_that_is_not_json_is_415() -> None:
+    with TestClient(make_app(True)) as client:
+        form = client.post("/things", data={"capacity": "1"})
+        broken = client.post("/things", content=b"{", headers={"content-type": "application/json"})
+        merge_patch = client.post(
+            "/things", content=b'{"capacity": 2}', headers={"content-type": "application/merge-patch+json"}
+        )
+    assert form.status_code == 415 and "application/x-www-form-urlencoded" in form.json()["detail"]
+    assert form.headers["content-type"] == "application/problem+json"
+    assert broken.status_code == 422 and broken.json()["errors"][0]["location"] == "body"
+    assert merge_patch.status_code == 200

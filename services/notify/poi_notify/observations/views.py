@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from poi_notify import data
 from poi_shared.auth import CurrentPrincipal, Role, forbid
+from poi_shared.models import INT64_MAX
 
 router = APIRouter(prefix="/v1/observations", tags=["observations"])
 
@@ -36,7 +37,7 @@ async def list_observations(
     request: Request,
     caller: CurrentPrincipal,
     point_id: UUID,
-    after_version: Annotated[int, Query(ge=0)] = 0,
+    after_version: Annotated[int, Query(ge=0, le=INT64_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ObservationPage:
     """Admins see which status events notify handled, in version order."""

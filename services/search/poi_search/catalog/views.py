@@ -7,6 +7,8 @@ from pydantic import BaseModel
 
 from poi_search.catalog.readmodel import Hit, ReadModel
 from poi_shared.contracts import OpenState, Service
+from poi_shared.errors import invalid
+from poi_shared.models import INT64_MAX
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
@@ -50,7 +52,9 @@ async def nearest(
     request: Request,
     lat: Annotated[float, Query(ge=-90, le=90)],
     lon: Annotated[float, Query(ge=-180, le=180)],
-    limit: Annotated[int, Query(ge=1, description="At most the configured maximum (50 by default).")] = 10,
+    limit: Annotated[
+        int, Query(ge=1, le=INT64_MAX, description="At most the configured maximum (50 by default).")
+    ] = 10,
     radius_km: Annotated[float, Query(gt=0, description="At most the configured maximum.")] = 25.0,
     state: Annotated[OpenState | None, Query(description="Only points in this state.")] = None,
     service: Annotated[list[Service] | None, Query(description="Only points offering all of these.")] = None,
@@ -58,9 +62,9 @@ async def nearest(
     """Public: the nearest visible points, coarse ones at their rounded location."""
     settings = request.app.state.settings
     if limit > settings.max_limit:
-        raise HTTPException(422, f"limit must be at most {settings.max_limit}")
+        raise invalid(("query", "limit"), f"must be at most {settings.max_limit}", "less_than_equal")
     if radius_km > settings.max_radius_km:
-        raise HTTPException(422, f"radius_km must be at most {settings.max_radius_km:g}")
+        raise invalid(("query", "radius_km"), f"must be at most {settings.max_radius_km:g}", "less_than_equal")
     if not request.app.state.caught_up():
         raise HTTPException(503, "search is still loading points", headers={"Retry-After": "2"})
     model: ReadModel = request.app.state.read_model

@@ -2,18 +2,17 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from poi_shared.contracts import OpenState
+from poi_shared.models import RequestModel, Text
 
 
-class StatusReport(BaseModel):
+class StatusReport(RequestModel):
     """An operator's report on a point."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
     state: Literal["open", "closed"]
-    note: str | None = Field(default=None, max_length=500)
+    note: Text | None = Field(default=None, max_length=500)
 
 
 class StatusView(BaseModel):
