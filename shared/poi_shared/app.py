@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -18,6 +19,7 @@ from poi_shared.contracts import StreamSpec
 from poi_shared.errors import install_error_handlers
 from poi_shared.intake import BodySizeLimit, require_json_body
 from poi_shared.models import MAX_BODY_BYTES
+from poi_shared.openapi import CONTACT, LICENSE, SERVERS, install_openapi
 from poi_shared.settings import AuthSettings, DatabaseServiceSettings, ServiceSettings
 from poi_shared.telemetry import configure_tracing
 
@@ -25,23 +27,33 @@ log = logging.getLogger(__name__)
 
 
 def build_app(*, service: str, title: str, description: str, lifespan: Any, routers: Sequence[APIRouter]) -> FastAPI:
-    """A FastAPI app with problem+json errors, JSON bodies under a size limit, /livez and /readyz, tokens, tracing."""
+    """A FastAPI app with problem+json errors, /livez and /readyz, token verification, tracing, a complete OpenAPI."""
     app = FastAPI(
         title=title,
         description=description,
         version="1.0.0",
         lifespan=lifespan,
+        contact=CONTACT,
+        license_info=LICENSE,
+        servers=SERVERS,
         dependencies=[Depends(require_json_body)],  # runs before the body is validated
+        generate_unique_id_function=_operation_id,
     )
     app.state.readiness = {}
     app.state.token_verifier = TokenVerifier(AuthSettings())
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
     configure_tracing(service, app)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The route function's name, e.g. register_point: what generated clients call the method."""
+    return route.name
 
 
 class Supervisor:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from poi_registry.points import service
 from poi_registry.points.models import PointCreate
 from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, Principal, forbid
-from poi_shared.contracts import PointState, Visibility
+from poi_shared.contracts import PointState
+from poi_shared.openapi import problems
 from poi_shared.visibility import public_place
 
 router = APIRouter(prefix="/v1/points", tags=["points"])
@@ -35,19 +36,20 @@ async def register_point(
     return state
 
 
-@router.get("/{point_id}", response_model=PointState, summary="Read a point")
+@router.get("/{point_id}", response_model=PointState, summary="Read a point", responses=problems(404))
 async def read_point(point_id: UUID, pool: Pool, caller: OptionalPrincipal) -> PointState:
-    """Public read: hidden points only for those who manage them, coarse ones rounded for the public."""
+    """Public read: hidden points only for those who manage them, coarse ones at the settlement for the public."""
     state = await service.get_point(pool, point_id=point_id)
-    if state is None or (state.visibility == Visibility.hidden and not _manages(caller, state)):
+    if state is None:
         raise HTTPException(404, f"no point {point_id}")
-    if state.visibility == Visibility.coarse and not _manages(caller, state):
-        place = public_place(state)
-        assert place is not None
-        state = state.model_copy(
-            update={"lat": place.lat, "lon": place.lon, "address_uk": place.address_uk, "address_en": place.address_en}
-        )
-    return state
+    if _manages(caller, state):
+        return state
+    place = public_place(state)
+    if place is None:
+        raise HTTPException(404, f"no point {point_id}")
+    return state.model_copy(
+        update={"lat": place.lat, "lon": place.lon, "address_uk": place.address_uk, "address_en": place.address_en}
+    )
 
 
 def _manages(caller: Principal | None, state: PointState) -> bool:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 
 from poi_shared.auth import CurrentPrincipal
 from poi_shared.contracts import OpenState, StatusState
+from poi_shared.openapi import problems
 from poi_status.reports import service
 from poi_status.reports.models import StatusReport, StatusView
 
@@ -29,7 +30,13 @@ Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Cache = Annotated[redis.Redis, Depends(get_cache)]
 
 
-@router.post("/{point_id}/status", status_code=201, response_model=StatusView, summary="Report a point's status")
+@router.post(
+    "/{point_id}/status",
+    status_code=201,
+    response_model=StatusView,
+    summary="Report a point's status",
+    responses=problems(404, 409),
+)
 async def report_status(
     point_id: UUID, report: StatusReport, request: Request, pool: Pool, cache: Cache, caller: CurrentPrincipal
 ) -> StatusView:
@@ -45,7 +52,9 @@ async def report_status(
     return _view(state)
 
 
-@router.get("/{point_id}/status", response_model=StatusView, summary="Read a point's current status")
+@router.get(
+    "/{point_id}/status", response_model=StatusView, summary="Read a point's current status", responses=problems(404)
+)
 async def read_status(point_id: UUID, request: Request, pool: Pool, cache: Cache) -> StatusView:
     """Public: the last confirmed status, or unknown if the point never reported."""
     state = await service.current_status(pool, cache, point_id=point_id, namespace=request.app.state.settings.namespace)
