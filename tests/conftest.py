@@ -80,10 +80,11 @@ def namespace(infra: stack.Infrastructure) -> Iterator[str]:
     """A namespace of this session's own: databases, streams and keys nobody else uses; removed at the end."""
     ns = f"t{secrets.token_hex(4)}"
     yield ns
-    asyncio.run(_drop_namespace(infra, ns))
+    asyncio.run(drop_namespace(infra, ns))
 
 
-async def _drop_namespace(infra: stack.Infrastructure, ns: str) -> None:
+async def drop_namespace(infra: stack.Infrastructure, ns: str) -> None:
+    """Remove a namespace's databases and streams."""
     conn = await asyncpg.connect(infra.database_url)
     try:
         for name in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{ns}\\_%"):
