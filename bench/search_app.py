@@ -79,7 +79,8 @@ def create_app() -> FastAPI:
     path = os.environ.get(EVENTS_ENV)
     model = build_read_model(read_events(Path(path)) if path else demo_messages())
     app = FastAPI(title="bench: search nearest")
-    app.state.settings, app.state.read_model, app.state.caught_up = SearchSettings(), model, lambda: True
+    # The model is complete from the start: its data is as fresh as the events it was built from.
+    app.state.settings, app.state.read_model, app.state.data_age = SearchSettings(), model, lambda: 0.0
     app.include_router(search_router)
 
     @app.get("/empty", response_model=None)

@@ -1,8 +1,9 @@
-"""What every app factory needs: FastAPI with errors, health and tracing; supervised background work."""
+"""What every app factory needs: FastAPI with errors, health, metrics and tracing; supervised background work."""
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,7 +14,7 @@ from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from poi_shared import db, health, jetstream
+from poi_shared import db, health, jetstream, metrics
 from poi_shared.auth import TokenVerifier
 from poi_shared.contracts import StreamSpec
 from poi_shared.errors import install_error_handlers
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def build_app(*, service: str, title: str, description: str, lifespan: Any, routers: Sequence[APIRouter]) -> FastAPI:
-    """A FastAPI app with problem+json errors, /livez and /readyz, token verification, tracing, a complete OpenAPI."""
+    """A FastAPI app: problem+json errors, /livez, /readyz, /metrics, token verification, tracing, complete OpenAPI."""
     app = FastAPI(
         title=title,
         description=description,
@@ -39,10 +40,10 @@ def build_app(*, service: str, title: str, description: str, lifespan: Any, rout
         dependencies=[Depends(require_json_body)],  # runs before the body is validated
         generate_unique_id_function=_operation_id,
     )
-    app.state.readiness = {}
     app.state.token_verifier = TokenVerifier(AuthSettings())
     install_error_handlers(app)
     install_openapi(app)
+    metrics.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     for router in routers:
@@ -126,7 +127,14 @@ async def nats_connection(settings: ServiceSettings, *, service: str) -> AsyncIt
         await jetstream.ensure_streams(js, settings.namespace)
         yield nc, js
     finally:
-        await nc.drain()
+        # Draining needs the server; during a broker outage just close (the outbox keeps what was not sent).
+        try:
+            if nc.is_connected:
+                await nc.drain()
+            else:
+                await nc.close()
+        except Exception as exc:  # the client's tasks are stopped by then; only unsent bytes are left
+            log.warning("closing the NATS connection during an outage: %r", exc)
 
 
 @asynccontextmanager
@@ -140,14 +148,29 @@ async def supervised() -> AsyncIterator[Supervisor]:
 
 
 def readiness_checks(
-    *, pool: asyncpg.Pool | None = None, nc: NATS | None = None, cache: redis.Redis | None = None
-) -> dict[str, health.Check]:
-    """Readiness checks for the dependencies a service holds."""
-    checks: dict[str, health.Check] = {}
+    *,
+    pool: asyncpg.Pool | None = None,
+    cache: redis.Redis | None = None,
+    broker: metrics.Broker | None = None,
+    required: Mapping[str, health.Check] | None = None,
+    facts: Mapping[str, health.Fact] | None = None,
+) -> health.Readiness:
+    """PostgreSQL (and any given check) decides readiness; NATS, consumer lag and Redis outages are only reported."""
+    required_checks: dict[str, health.Check] = dict(required or {})
+    reported: dict[str, health.Check] = {}
+    all_facts: dict[str, health.Fact] = dict(facts or {})
     if pool is not None:
-        checks["postgresql"] = lambda: pool.fetchval("SELECT 1")
+        required_checks["postgresql"] = lambda: health.postgresql_answers(pool)
     if cache is not None:
-        checks["redis"] = lambda: cache.ping()
-    if nc is not None:
-        checks["nats"] = lambda: jetstream.check_connected(nc)
-    return checks
+        reported["redis"] = lambda: health.redis_answers(cache)
+    if broker is not None:
+        reported["nats"] = lambda: health.nats_answers(broker.nc)
+        if broker.consumers:
+            all_facts["consumers"] = lambda: _consumer_lag_report(broker)
+    return health.Readiness(required=required_checks, reported=reported, facts=all_facts)
+
+
+async def _consumer_lag_report(broker: metrics.Broker) -> dict[str, dict[str, int]]:
+    """Each consumer's lag, as /readyz shows it."""
+    lags = await metrics.consumer_lag(broker, timeout_s=health.CHECK_TIMEOUT_S)
+    return {durable: dataclasses.asdict(lag) for durable, lag in lags.items()}

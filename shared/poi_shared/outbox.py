@@ -108,3 +108,13 @@ async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
         await pool.release(conn)  # the pool's reset unlistens
     except Exception:
         conn.terminate()
+
+
+async def backlog(conn: asyncpg.Connection, *, timeout_s: float) -> tuple[int, float]:
+    """How many messages wait in the outbox, and the age in seconds of the oldest (0 when none)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest_s FROM outbox",
+        timeout=timeout_s,
+    )
+    assert row is not None
+    return row["pending"], float(row["oldest_s"])

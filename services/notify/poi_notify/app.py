@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from poi_notify import events
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
+from poi_shared import metrics
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import STATUS
 from poi_shared.db import SHARED_MIGRATIONS
@@ -37,8 +38,12 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 durable=events.STATUS_CONSUMER,
                 handler=partial(events.handle_status_event, pool),
             )
+            broker = metrics.Broker(
+                nc, js, settings.namespace, consumers=[metrics.Consumer(STATUS, events.STATUS_CONSUMER)]
+            )
             app.state.settings, app.state.pool = settings, pool
-            app.state.readiness = readiness_checks(pool=pool, nc=nc)
+            app.state.readiness = readiness_checks(pool=pool, broker=broker)
+            metrics.track_broker(app.state.metrics, broker)
             yield
 
     return build_app(

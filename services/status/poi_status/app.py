@@ -8,7 +8,7 @@ from pathlib import Path
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from poi_shared import outbox
+from poi_shared import metrics, outbox
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import POINTS
 from poi_shared.db import SHARED_MIGRATIONS
@@ -42,8 +42,13 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
                 durable=events.POINTS_CONSUMER,
                 handler=partial(events.handle_point_event, pool),
             )
+            broker = metrics.Broker(
+                nc, js, settings.namespace, consumers=[metrics.Consumer(POINTS, events.POINTS_CONSUMER)]
+            )
             app.state.settings, app.state.pool, app.state.redis = settings, pool, cache
-            app.state.readiness = readiness_checks(pool=pool, nc=nc, cache=cache)
+            app.state.readiness = readiness_checks(pool=pool, cache=cache, broker=broker)
+            metrics.track_broker(app.state.metrics, broker)
+            metrics.track_outbox(app.state.metrics, pool)
             yield
 
     return build_app(

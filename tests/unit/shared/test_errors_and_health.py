@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from poi_shared.app import build_app
 from poi_shared.errors import invalid, reason
 from poi_shared.models import MAX_BODY_BYTES
+from poi_shared.health import Readiness
 
 router = APIRouter()
 
@@ -59,7 +60,7 @@ def make_app(ready: bool) -> FastAPI:
         async def catalog() -> str | None:
             return None if ready else "catching up"
 
-        app.state.readiness = {"postgresql": database, "catalog": catalog}
+        app.state.readiness = Readiness(required={"postgresql": database, "catalog": catalog})
         yield
 
     return build_app(service="test", title="t", description="d", lifespan=lifespan, routers=[router])
@@ -111,7 +112,11 @@ def test_readiness_reports_each_failing_dependency() -> None:
 
 def test_ready_when_every_check_passes() -> None:
     with TestClient(make_app(True)) as client:
-        assert client.get("/readyz").json() == {"status": "ready", "checks": {"postgresql": "ok", "catalog": "ok"}}
+        assert client.get("/readyz").json() == {
+            "status": "ready",
+            "checks": {"postgresql": "ok", "catalog": "ok"},
+            "degraded": [],
+        }
 
 
 def test_problem_titles_are_rfc_9110_reason_phrases_everywhere() -> None:

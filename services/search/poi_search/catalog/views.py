@@ -2,8 +2,8 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from poi_search.catalog.readmodel import Hit, ReadModel
 from poi_shared.contracts import OpenState, Service
@@ -41,15 +41,20 @@ class NearestHit(BaseModel):
 
 
 class NearestResult(BaseModel):
-    """Points nearest first."""
+    """Points nearest first, and how old the data they come from may be."""
 
     items: list[NearestHit]
     count: int
+    data_age_s: float = Field(
+        description="Seconds since this replica last confirmed it held every event (also the X-Data-Age header, "
+        "whole seconds). About a second normally; it grows while the broker is away."
+    )
 
 
 @router.get("/nearest", response_model=NearestResult, summary="Nearest points with their live status")
 async def nearest(
     request: Request,
+    response: Response,
     lat: Annotated[float, Query(ge=-90, le=90)],
     lon: Annotated[float, Query(ge=-180, le=180)],
     limit: Annotated[
@@ -65,13 +70,15 @@ async def nearest(
         raise invalid(("query", "limit"), f"must be at most {settings.max_limit}", "less_than_equal")
     if radius_km > settings.max_radius_km:
         raise invalid(("query", "radius_km"), f"must be at most {settings.max_radius_km:g}", "less_than_equal")
-    if not request.app.state.caught_up():
+    data_age_s: float | None = request.app.state.data_age()
+    if data_age_s is None:
         raise HTTPException(503, "search is still loading points", headers={"Retry-After": "2"})
     model: ReadModel = request.app.state.read_model
     hits = model.nearest(
         lat, lon, limit=limit, radius_m=radius_km * 1000, state=state, services=frozenset(service or ())
     )
-    return NearestResult(items=[_hit(h) for h in hits], count=len(hits))
+    response.headers["X-Data-Age"] = str(int(data_age_s))
+    return NearestResult(items=[_hit(h) for h in hits], count=len(hits), data_age_s=round(data_age_s, 1))
 
 
 def _hit(hit: Hit) -> NearestHit:
