@@ -1,5 +1,6 @@
 """Status settings, from POI_STATUS_* variables."""
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from poi_shared.settings import DatabaseServiceSettings
@@ -12,3 +13,5 @@ class StatusSettings(DatabaseServiceSettings):
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/poi_status"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The bound on staleness: a read never shows a version older than one committed this long ago.
+    cache_ttl_s: float = Field(default=30.0, gt=0)

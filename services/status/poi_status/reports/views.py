@@ -48,6 +48,7 @@ async def report_status(
         report=report,
         caller=caller,
         namespace=request.app.state.settings.namespace,
+        cache_ttl_s=request.app.state.settings.cache_ttl_s,
     )
     return _view(state)
 
@@ -57,7 +58,10 @@ async def report_status(
 )
 async def read_status(point_id: UUID, request: Request, pool: Pool, cache: Cache) -> StatusView:
     """Public: the last confirmed status, or unknown if the point never reported."""
-    state = await service.current_status(pool, cache, point_id=point_id, namespace=request.app.state.settings.namespace)
+    settings = request.app.state.settings
+    state = await service.current_status(
+        pool, cache, point_id=point_id, namespace=settings.namespace, cache_ttl_s=settings.cache_ttl_s
+    )
     if state is not None:
         return _view(state)
     if not await service.is_known(pool, point_id=point_id):
