@@ -46,12 +46,24 @@ def frozen(server: embedded.ServerProcess) -> Iterator[None]:
     processes = [parent, *parent.children(recursive=True)]
     for process in processes:
         process.suspend()
+    # SIGSTOP takes effect asynchronously: wait until every thread of each process has stopped.
+    deadline = time.monotonic() + POLL_BOUND_S
+    while not all(_stopped(process) for process in processes):
+        assert time.monotonic() < deadline, "the server did not stop"
+        time.sleep(0.01)
     try:
         yield
     finally:
         for process in processes:
             if process.is_running():
                 process.resume()
+
+
+def _stopped(process: psutil.Process) -> bool:
+    """True once every thread of the process is stopped (Go servers run many)."""
+    task_dir = Path(f"/proc/{process.pid}/task")
+    states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in task_dir.iterdir()]
+    return all(state in ("T", "t") for state in states)
 
 
 class NatsWithUsers:
