@@ -80,13 +80,19 @@ class NatsWithUsers:
             process = subprocess.Popen(
                 [str(binary), "-c", str(self.config)], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        self.server = embedded.ServerProcess("nats", f"nats://127.0.0.1:{self.port}", process, log)
+        self.server = embedded.ServerProcess(
+            "nats", f"nats://127.0.0.1:{self.port}", process, log, restart=self._not_restartable
+        )
         deadline = time.monotonic() + 30
         while not embedded.port_open(self.port):
             if process.poll() is not None or time.monotonic() > deadline:
                 embedded.stop(self.server)
                 raise RuntimeError(f"nats did not start: {log.read_text()[-2000:]}")
             time.sleep(0.05)
+
+    @staticmethod
+    def _not_restartable() -> embedded.ServerProcess:
+        raise RuntimeError("the test's own NATS is never restarted")
 
     def url(self, user: str) -> str:
         """The server's URL with a user's credentials (admin or restricted)."""

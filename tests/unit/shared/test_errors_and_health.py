@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from poi_shared.app import build_app
 from poi_shared.errors import invalid, reason
-from poi_shared.models import MAX_BODY_BYTES
 from poi_shared.health import Readiness
+from poi_shared.models import MAX_BODY_BYTES
 
 router = APIRouter()
 
