@@ -110,7 +110,10 @@ class Supervisor:
 async def postgres_pool(settings: DatabaseServiceSettings) -> AsyncIterator[asyncpg.Pool]:
     """The service's database pool for the app's lifetime."""
     pool = await db.create_pool(
-        settings.database_url, timeout_s=settings.startup_timeout_s, max_size=settings.db_pool_max
+        settings.database_url,
+        timeout_s=settings.startup_timeout_s,
+        max_size=settings.db_pool_max,
+        acquire_timeout_s=settings.db_acquire_timeout_s,
     )
     try:
         yield pool

@@ -1,18 +1,49 @@
-"""PostgreSQL: the asyncpg pool and a migrations runner over plain SQL files."""
+"""PostgreSQL: the asyncpg pool, bounded connection waits, and a migrations runner over plain SQL files."""
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from poi_shared.errors import DependencyUnavailable
 
 log = logging.getLogger(__name__)
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x0B0C6
 CONNECT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
+DEFAULT_ACQUIRE_TIMEOUT_S = 5.0
 
 
-async def create_pool(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+class Pool(asyncpg.Pool):
+    """asyncpg's pool, where acquire() waits at most acquire_timeout_s unless told otherwise.
+
+    The default covers every acquire, asyncpg's own pool.fetch* shortcuts included, so no request or consumer
+    waits for ever on an exhausted pool.
+    """
+
+    __slots__ = ("acquire_timeout_s",)
+
+    def __init__(self, *args: Any, acquire_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        """Acquire a connection, waiting at most timeout (default: the pool's acquire_timeout_s)."""
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    timeout_s: float,
+    min_size: int = 2,
+    max_size: int = 10,
+    acquire_timeout_s: float = DEFAULT_ACQUIRE_TIMEOUT_S,
+) -> Pool:
     """Open a pool, retrying until the server answers or the timeout passes."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(timeout_s),
@@ -21,10 +52,40 @@ async def create_pool(dsn: str, *, timeout_s: float, min_size: int = 2, max_size
         reraise=True,
     ):
         with attempt:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30, timeout=5)
-            assert pool is not None
+            # What asyncpg.create_pool does, with our pool class.
+            pool = Pool(
+                dsn,
+                acquire_timeout_s=acquire_timeout_s,
+                connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
+                min_size=min_size,
+                max_size=max_size,
+                max_queries=50_000,
+                max_inactive_connection_lifetime=300.0,
+                connect=None,
+                setup=None,
+                init=None,
+                reset=None,
+                loop=None,
+                command_timeout=30,
+                timeout=5,
+            )
+            await pool
             return pool
     raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection; an exhausted pool or a server that does not answer is DependencyUnavailable (503)."""
+    try:
+        conn = await pool.acquire()
+    except (TimeoutError, *CONNECT_ERRORS) as exc:
+        raise DependencyUnavailable("postgresql") from exc
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
 
 
 async def migrate(dsn: str, sources: list[tuple[str, Path]]) -> list[str]:

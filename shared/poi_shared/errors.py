@@ -54,7 +54,10 @@ DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
     DependencyUnavailable,
     OSError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
+    # Server shutting down, restarting, starting up, or cancelling a statement (SQLSTATE class 57).
+    asyncpg.exceptions.OperatorInterventionError,
+    # Too many connections, disk full, out of memory (SQLSTATE class 53).
+    asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.InterfaceError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,

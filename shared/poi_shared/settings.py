@@ -23,6 +23,8 @@ class DatabaseServiceSettings(ServiceSettings):
 
     database_url: str
     db_pool_max: int = Field(default=10, ge=2)
+    # Waiting longer for a pooled connection means the database is down or the pool exhausted: answer 503.
+    db_acquire_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class AuthSettings(BaseSettings):

@@ -5,6 +5,8 @@ from uuid import UUID
 
 import asyncpg
 
+from poi_shared import db
+
 
 async def insert_observation(
     conn: asyncpg.Connection,
@@ -28,13 +30,14 @@ async def insert_observation(
 
 
 async def list_observations(
-    conn: asyncpg.Pool, *, point_id: UUID, after_version: int, limit: int
+    pool: asyncpg.Pool, *, point_id: UUID, after_version: int, limit: int
 ) -> list[asyncpg.Record]:
     """A point's observations in version order, one page."""
-    return await conn.fetch(
-        """SELECT event_id, point_id, version, state, reported_at, observed_at FROM status_observations
-           WHERE point_id = $1 AND version > $2 ORDER BY version, event_id LIMIT $3""",
-        point_id,
-        after_version,
-        limit,
-    )
+    async with db.connection(pool) as conn:
+        return await conn.fetch(
+            """SELECT event_id, point_id, version, state, reported_at, observed_at FROM status_observations
+               WHERE point_id = $1 AND version > $2 ORDER BY version, event_id LIMIT $3""",
+            point_id,
+            after_version,
+            limit,
+        )

@@ -3,7 +3,7 @@
 import asyncpg
 
 from poi_notify import data
-from poi_shared import inbox
+from poi_shared import db, inbox
 from poi_shared.contracts import StatusState
 from poi_shared.envelope import Event
 
@@ -14,7 +14,7 @@ async def handle_status_event(pool: asyncpg.Pool, event: Event) -> None:
     """Record the event and mark it handled in one transaction; a repeat changes nothing."""
     status = event.data
     assert isinstance(status, StatusState)
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         if not await inbox.claim(conn, consumer=STATUS_CONSUMER, event_id=event.id):
             return
         await data.insert_observation(

@@ -40,7 +40,7 @@ async def insert_point(
                                 contact_phone, visibility)
             VALUES ($1, substr($11, 3, 2) || '-' || lpad(nextval('point_code_seq')::text, 6, '0'), $2, $3, $4, $5,
                     $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb, $15, $16, $17, $18)
-            RETURNING {POINT_COLUMNS}""",
+            RETURNING {POINT_COLUMNS}""",  # noqa: S608 -- constant column list
         point_id,
         name_uk,
         name_en,
@@ -67,7 +67,7 @@ async def insert_point(
 async def get_point(conn: asyncpg.Connection | asyncpg.Pool, point_id: UUID) -> asyncpg.Record | None:
     """One point, retired or not."""
     return await conn.fetchrow(
-        f"SELECT {POINT_COLUMNS} FROM points WHERE id = $1",
+        f"SELECT {POINT_COLUMNS} FROM points WHERE id = $1",  # noqa: S608 -- constant column list
         point_id,
     )
 

@@ -2,6 +2,7 @@
 
 import asyncpg
 
+from poi_shared import db
 from poi_shared.contracts import STATUS_CHANGED, PointState, StatusState
 from poi_shared.envelope import Event, build_message
 from poi_shared.outbox import enqueue
@@ -35,6 +36,7 @@ async def handle_point_event(pool: asyncpg.Pool, event: Event) -> None:
     """Keep known_points in step with the registry; the version check makes repeats harmless."""
     point = event.data
     assert isinstance(point, PointState)
-    await data.upsert_known_point(
-        pool, point_id=point.id, version=point.version, katotth=point.katotth, retired=point.retired
-    )
+    async with db.connection(pool) as conn:
+        await data.upsert_known_point(
+            conn, point_id=point.id, version=point.version, katotth=point.katotth, retired=point.retired
+        )

@@ -6,12 +6,13 @@ import asyncpg
 
 from poi_registry import data, events
 from poi_registry.points.models import PointCreate
+from poi_shared import db
 from poi_shared.contracts import POINT_REGISTERED, PointState
 
 
 async def register_point(pool: asyncpg.Pool, *, payload: PointCreate, namespace: str) -> PointState:
     """Store the point and its registered event together."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         row = await data.insert_point(
             conn,
             point_id=uuid.uuid4(),
@@ -40,5 +41,6 @@ async def register_point(pool: asyncpg.Pool, *, payload: PointCreate, namespace:
 
 async def get_point(pool: asyncpg.Pool, *, point_id: uuid.UUID) -> PointState | None:
     """The point's current state, or None."""
-    row = await data.get_point(pool, point_id)
+    async with db.connection(pool) as conn:
+        row = await data.get_point(conn, point_id)
     return events.point_state(row) if row else None

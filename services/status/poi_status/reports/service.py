@@ -17,6 +17,7 @@ import redis.asyncio as redis
 from fastapi import HTTPException
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from poi_shared import db
 from poi_shared.auth import Principal, forbid
 from poi_shared.contracts import StatusState
 from poi_status import data, events
@@ -42,7 +43,7 @@ async def record_report(
 ) -> StatusState:
     """Check the caller may report on the point, then store the report and its event."""
     known_at = time.monotonic()  # before the commit, so the cached entry expires within the TTL of any later one
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         point = await data.get_known_point(conn, point_id)
         if point is None:
             raise HTTPException(404, f"no point {point_id} (a newly registered point takes a moment to arrive)")
@@ -76,7 +77,8 @@ async def current_status(
     except redis.RedisError as exc:
         log.warning("redis unavailable, reading status from postgresql: %r", exc)
     known_at = time.monotonic()
-    row = await data.get_status(pool, point_id)
+    async with db.connection(pool) as conn:
+        row = await data.get_status(conn, point_id)
     if row is None:
         return None
     state = events.status_state(row)
@@ -89,7 +91,7 @@ async def current_status(
 
 async def is_known(pool: asyncpg.Pool, *, point_id: UUID) -> bool:
     """Whether the registry's events have told status of this point."""
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         return await data.get_known_point(conn, point_id) is not None
 
 
