@@ -5,6 +5,7 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,7 @@ from nats.js import JetStreamContext
 
 from poi_shared import db, health, jetstream, metrics
 from poi_shared.auth import TokenVerifier
-from poi_shared.contracts import StreamSpec
+from poi_shared.contracts import REPLAY, StreamSpec
 from poi_shared.errors import install_error_handlers
 from poi_shared.intake import BodySizeLimit, require_json_body
 from poi_shared.models import MAX_BODY_BYTES
@@ -85,15 +86,37 @@ class Supervisor:
                 delay = min(delay * 2, 10.0)
 
     def consume(
-        self, js: JetStreamContext, *, namespace: str, stream: StreamSpec, durable: str, handler: jetstream.Handler
+        self,
+        js: JetStreamContext,
+        settings: ServiceSettings,
+        *,
+        stream: StreamSpec,
+        durable: str,
+        handler: jetstream.Handler,
     ) -> None:
-        """Run a durable consumer of the stream until stopped."""
-        self.start(
-            durable,
-            lambda: jetstream.run_consumer(
-                js, namespace=namespace, stream=stream, durable=durable, handler=handler, stop=self.stop
-            ),
-        )
+        """Run a durable consumer of the stream, and of the dead letters replayed to it, until stopped."""
+        # The stream itself, and the replay stream's subject where `poi deadletters replay` sends this consumer's own.
+        sources = {durable: (stream, None), f"{durable}-replay": (REPLAY, REPLAY.subject(settings.namespace, durable))}
+        for name, (source, filter_subject) in sources.items():
+            self.start(
+                name,
+                partial(
+                    jetstream.run_consumer,
+                    js,
+                    namespace=settings.namespace,
+                    stream=source,
+                    filter_subject=filter_subject,
+                    durable=durable,
+                    handler=handler,
+                    stop=self.stop,
+                    batch=settings.consumer_batch,
+                    ack_wait_s=settings.consumer_ack_wait_s,
+                    retry_initial_s=settings.consumer_retry_initial_s,
+                    retry_max_s=settings.consumer_retry_max_s,
+                    poison_budget=settings.consumer_poison_budget,
+                    publish_timeout_s=settings.publish_timeout_s,
+                ),
+            )
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Ask every loop to stop, wait for them, cancel stragglers."""

@@ -6,23 +6,30 @@ import re
 import yaml
 from pydantic import BaseModel
 
-from poi_shared.contracts import DEAD_LETTERS, EVENT_TYPES, POINTS, STATUS, STREAMS, EventType, StreamSpec
+from poi_shared.contracts import DEAD_LETTERS, EVENT_TYPES, POINTS, REPLAY, STATUS, STREAMS, EventType, StreamSpec
 from poi_shared.envelope import CONTENT_TYPE, REQUIRED_HEADERS, SPEC_VERSION
+from poi_shared.jetstream import DEAD_CONSUMER, DEAD_REASON, DEAD_SUBJECT, ORIGINAL_SUBJECT
 
 ASYNCAPI_VERSION = "3.0.0"
 SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
 DEAD_LETTER_MESSAGE = "dead_letter"
+REPLAYED_MESSAGE = "replayed_dead_letter"
 
 PRODUCERS: dict[str, tuple[StreamSpec, ...]] = {"registry": (POINTS,), "status": (STATUS,)}
 """Which service publishes to which stream."""
 
 CONSUMERS: dict[str, tuple[StreamSpec, ...]] = {"notify": (STATUS,), "search": (POINTS, STATUS), "status": (POINTS,)}
-"""Which service consumes which stream (each consumer dead-letters what it gives up on)."""
+"""Which service consumes which stream."""
+
+DURABLE_CONSUMERS = ("notify", "status")
+"""Services whose consumers are durable: they dead-letter what they give up on and take replayed dead letters back.
+Search follows the streams with per-replica ordered consumers and skips what it cannot read."""
 
 SUBJECT_KEYS: dict[str, tuple[str, str]] = {
     POINTS.token: ("pointId", "Id (UUID) of the point: one subject per point, so the last message rebuilds it."),
     STATUS.token: ("pointId", "Id (UUID) of the point whose status this is: the last message is its current status."),
     DEAD_LETTERS.token: ("consumer", "Name of the durable consumer that gave up on the message, e.g. status-points."),
+    REPLAY.token: ("consumer", "Name of the durable consumer the dead letters are sent back to, e.g. notify-status."),
 }
 """Per stream token: the channel parameter naming the last subject token, and its description."""
 
@@ -35,8 +42,12 @@ DESCRIPTION = (
     "Every event carries the full current state of its entity and a `version` that grows by one with every change, "
     "so a consumer applies an event only when it is newer than what it holds. Subjects are per key (one subject per "
     "point), so the last message per subject rebuilds the current state.\n\n"
-    "Messages a consumer gives up on go to the dead-letter stream with their original headers and body, plus "
-    "`Poi-Dead-*` headers saying who gave up, why, and on which subject."
+    "A durable consumer retries a message whose handling fails because a dependency is down for as long as the "
+    "outage lasts. It gives up only on poison: a message it cannot decode or that breaks the contract, one its "
+    "handler refuses, or one that fails with an unexpected error a few times in a row. Those go to the dead-letter "
+    "stream with their original headers and body, plus `Poi-Dead-*` headers saying who gave up, why, and on which "
+    "subject. `poi deadletters replay` sends a dead letter back to that one consumer through the replay stream, "
+    "never to its original subject, where an old event would become the last message of the subject."
 )
 
 
@@ -72,19 +83,20 @@ def event_headers(event_type: EventType) -> dict[str, object]:
 def dead_letter_headers() -> dict[str, object]:
     """The JSON Schema of a dead-letter message's headers: the original ones plus the Poi-Dead-* ones."""
     properties: dict[str, object] = {
-        "Poi-Dead-Consumer": {"type": "string", "description": "The durable consumer that gave up."},
-        "Poi-Dead-Reason": {"type": "string", "maxLength": 1000, "description": "Why it gave up."},
-        "Poi-Dead-Subject": {"type": "string", "description": "The subject the message was originally on."},
+        DEAD_CONSUMER: {"type": "string", "description": "The durable consumer that gave up."},
+        DEAD_REASON: {"type": "string", "maxLength": 1000, "description": "Why it gave up."},
+        DEAD_SUBJECT: {"type": "string", "description": "The subject the message was originally published on."},
         "Nats-Msg-Id": {
             "type": "string",
-            "description": "<consumer>:<stream sequence of the original>, so a retried dead-letter is stored once.",
+            "description": "<consumer>:<stream>:<stream sequence of the delivered message>, so a dead letter "
+            "written twice is stored once.",
         },
     }
     for name in REQUIRED_HEADERS:
         properties[name] = {"type": "string", "description": "Kept from the original message, when it had one."}
     return {
         "type": "object",
-        "required": ["Poi-Dead-Consumer", "Poi-Dead-Reason", "Poi-Dead-Subject", "Nats-Msg-Id"],
+        "required": [DEAD_CONSUMER, DEAD_REASON, DEAD_SUBJECT, "Nats-Msg-Id"],
         "properties": properties,
         "additionalProperties": {"type": "string", "description": "Any other header of the original message."},
     }
@@ -114,25 +126,72 @@ def dead_letter_message() -> dict[str, object]:
     }
 
 
+def replayed_headers() -> dict[str, object]:
+    """The JSON Schema of a replayed dead letter's headers: the original ones plus the original subject."""
+    properties: dict[str, object] = {
+        ORIGINAL_SUBJECT: {"type": "string", "description": "The subject the message was originally published on."},
+        "Nats-Msg-Id": {
+            "type": "string",
+            "description": "replay:<dead-letter stream sequence>: replaying a dead letter twice sends it once.",
+        },
+    }
+    for name in REQUIRED_HEADERS:
+        properties[name] = {"type": "string", "description": "Kept from the original message, when it had one."}
+    return {
+        "type": "object",
+        "required": [ORIGINAL_SUBJECT, "Nats-Msg-Id"],
+        "properties": properties,
+        "additionalProperties": {"type": "string", "description": "Any other header of the original message."},
+    }
+
+
+def replayed_message() -> dict[str, object]:
+    """The AsyncAPI message of the replay stream."""
+    return {
+        "name": "replayed-dead-letter",
+        "title": "Replayed dead letter",
+        "summary": "A dead letter sent back to the consumer that gave up on it: original headers and body.",
+        "contentType": CONTENT_TYPE,
+        "headers": replayed_headers(),
+        "payload": {"description": "The original message body, unchanged."},
+    }
+
+
 def stream_message_ids(stream: StreamSpec) -> list[str]:
     """The message keys a stream carries, sorted."""
     if stream == DEAD_LETTERS:
         return [DEAD_LETTER_MESSAGE]
+    if stream == REPLAY:
+        return [REPLAYED_MESSAGE]
     return sorted(message_id(e) for e in EVENT_TYPES.values() if e.stream == stream)
 
 
 def channel(stream: StreamSpec, namespace: str) -> dict[str, object]:
     """The AsyncAPI channel of one stream, addressed per key."""
     param, param_description = SUBJECT_KEYS[stream.token]
-    keep = "all" if stream.max_msgs_per_subject < 0 else f"the last {stream.max_msgs_per_subject}"
     return {
         "address": stream.subject(namespace, "{" + param + "}"),
         "title": stream.stream_name(namespace),
-        "description": f"{stream.description} JetStream stream {stream.stream_name(namespace)} keeps {keep} "
-        f"messages per subject.",
+        "description": f"{stream.description} JetStream stream {stream.stream_name(namespace)} {retention(stream)}.",
         "parameters": {param: {"description": param_description}},
         "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in stream_message_ids(stream)},
     }
+
+
+def retention(stream: StreamSpec) -> str:
+    """What the stream keeps, in words, e.g. 'keeps the last 64 messages per subject'."""
+    keep = "all" if stream.max_msgs_per_subject < 0 else f"the last {stream.max_msgs_per_subject}"
+    words = f"keeps {keep} messages per subject"
+    if stream.work_queue:
+        words = "keeps each message until its consumer acknowledges it"
+    limits = []
+    if stream.max_age_s:
+        limits.append(f"{stream.max_age_s / 86400:g} days")
+    if stream.max_bytes >= 0:
+        limits.append(f"{stream.max_bytes / 1024**3:g} GiB")
+    if limits:
+        words += f", for at most {' and '.join(limits)} (the oldest messages are discarded first)"
+    return words
 
 
 def operation(service: str, action: str, stream: StreamSpec, namespace: str) -> dict[str, object]:
@@ -140,7 +199,9 @@ def operation(service: str, action: str, stream: StreamSpec, namespace: str) -> 
     name = stream.stream_name(namespace)
     summary = {
         "send": f"{service} publishes to {name}.",
-        "receive": f"{service} consumes {name} with a durable pull consumer.",
+        "receive": f"{service} consumes {name} with a durable pull consumer."
+        if service in DURABLE_CONSUMERS
+        else f"{service} follows {name} with an ordered consumer per replica.",
     }[action]
     return {
         "action": action,
@@ -159,7 +220,9 @@ def operations(namespace: str) -> dict[str, object]:
     for service, streams in CONSUMERS.items():
         for stream in streams:
             ops[f"{service}_receive_{stream.token}"] = operation(service, "receive", stream, namespace)
+    for service in DURABLE_CONSUMERS:
         ops[f"{service}_send_{DEAD_LETTERS.token}"] = operation(service, "send", DEAD_LETTERS, namespace)
+        ops[f"{service}_receive_{REPLAY.token}"] = operation(service, "receive", REPLAY, namespace)
     return dict(sorted(ops.items()))
 
 
@@ -172,6 +235,7 @@ def build_document(namespace: str = "poi") -> dict[str, object]:
         schemas.update(defs)
         messages[message_id(event_type)] = event_message(event_type, payload)
     messages[DEAD_LETTER_MESSAGE] = dead_letter_message()
+    messages[REPLAYED_MESSAGE] = replayed_message()
     return {
         "asyncapi": ASYNCAPI_VERSION,
         "info": {

@@ -261,12 +261,15 @@ class AreaActivation(BaseModel):
 
 @dataclass(frozen=True)
 class StreamSpec:
-    """A JetStream stream: its name suffix and the subject token under the namespace."""
+    """A JetStream stream: its name suffix, the subject token under the namespace, and its bounds."""
 
     name: str
     token: str
     description: str
     max_msgs_per_subject: int
+    max_age_s: float = 0  # 0: kept for ever
+    max_bytes: int = -1  # -1: no size limit; when reached, the oldest messages go first
+    work_queue: bool = False  # a message is removed once its consumer acknowledges it
 
     def stream_name(self, namespace: str) -> str:
         """The stream's name on the server, e.g. POI_POINTS."""
@@ -300,8 +303,29 @@ STATUS = StreamSpec(
     "Live status changes (full state, one subject per point) and area activations (one subject per area).",
     256,
 )
-DEAD_LETTERS = StreamSpec("DEADLETTERS", "deadletter", "Messages a consumer gave up on, with the reason.", -1)
-STREAMS = (POINTS, STATUS, DEAD_LETTERS)
+# Dead letters wait for an operator (`poi deadletters`) at most this long, and take at most this much space.
+DEAD_LETTER_MAX_AGE_S = 30 * 24 * 3600.0
+DEAD_LETTER_MAX_BYTES = 1024**3
+DEAD_LETTERS = StreamSpec(
+    "DEADLETTERS",
+    "deadletter",
+    "Messages a consumer gave up on, with the reason.",
+    -1,
+    max_age_s=DEAD_LETTER_MAX_AGE_S,
+    max_bytes=DEAD_LETTER_MAX_BYTES,
+)
+# Replayed dead letters go to their consumer only, never back to the original subject: there an old event would
+# become the last message per subject, which search replicas rebuild from.
+REPLAY = StreamSpec(
+    "REPLAY",
+    "replay",
+    "Dead letters an operator sent back to the one consumer that gave up on them; removed once it handles them.",
+    -1,
+    max_age_s=DEAD_LETTER_MAX_AGE_S,
+    max_bytes=DEAD_LETTER_MAX_BYTES,
+    work_queue=True,
+)
+STREAMS = (POINTS, STATUS, DEAD_LETTERS, REPLAY)
 
 POINT_REGISTERED = EventType("ua.poi.point.registered.v1", POINTS, PointState, "A point was registered.")
 POINT_UPDATED = EventType("ua.poi.point.updated.v1", POINTS, PointState, "A point's details changed.")

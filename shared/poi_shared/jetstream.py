@@ -1,8 +1,11 @@
 """NATS JetStream: connecting, stream provisioning and the durable pull-consumer runner."""
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as NATS
@@ -14,13 +17,20 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from poi_shared.contracts import DEAD_LETTERS, STREAMS, StreamSpec
 from poi_shared.envelope import Event, PoisonMessage, parse_message
+from poi_shared.errors import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("poi_shared.jetstream")
 
 Handler = Callable[[Event], Awaitable[None]]
 DUPLICATE_WINDOW_S = 120.0
-DEFAULT_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+# Headers a dead letter carries besides the original ones.
+DEAD_CONSUMER = "Poi-Dead-Consumer"
+DEAD_REASON = "Poi-Dead-Reason"
+DEAD_SUBJECT = "Poi-Dead-Subject"
+# A replayed dead letter carries the subject it was first published on.
+ORIGINAL_SUBJECT = "Poi-Original-Subject"
 
 
 async def connect(url: str, *, name: str, timeout_s: float) -> NATS:
@@ -49,9 +59,12 @@ def stream_config(spec: StreamSpec, namespace: str) -> api.StreamConfig:
         name=spec.stream_name(namespace),
         description=spec.description,
         subjects=[spec.wildcard(namespace)],
-        retention=api.RetentionPolicy.LIMITS,
+        retention=api.RetentionPolicy.WORK_QUEUE if spec.work_queue else api.RetentionPolicy.LIMITS,
         storage=api.StorageType.FILE,
         max_msgs_per_subject=spec.max_msgs_per_subject,
+        max_age=spec.max_age_s,
+        max_bytes=spec.max_bytes,
+        discard=api.DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_S,
     )
 
@@ -67,21 +80,43 @@ async def ensure_streams(js: JetStreamContext, namespace: str) -> None:
             await js.update_stream(config)
 
 
-async def publish(js: JetStreamContext, subject: str, body: bytes, headers: dict[str, str]) -> None:
+async def publish(
+    js: JetStreamContext, subject: str, body: bytes, headers: dict[str, str], *, timeout_s: float = 5.0
+) -> None:
     """Publish and wait for the broker's acknowledgement (raises when not stored)."""
-    await js.publish(subject, body, headers=headers, timeout=5)
+    await js.publish(subject, body, headers=headers, timeout=timeout_s)
 
 
-async def dead_letter(js: JetStreamContext, namespace: str, *, consumer: str, msg: Msg, reason: str) -> None:
+async def dead_letter(
+    js: JetStreamContext, namespace: str, *, consumer: str, msg: Msg, reason: str, timeout_s: float = 5.0
+) -> None:
     """Store a message a consumer gave up on, with the reason, in the dead-letter stream."""
     headers = dict(msg.headers or {})
+    original_subject = headers.pop(ORIGINAL_SUBJECT, msg.subject)
     headers.pop("Nats-Msg-Id", None)
-    headers["Poi-Dead-Consumer"] = consumer
-    headers["Poi-Dead-Reason"] = reason[:1000]
-    headers["Poi-Dead-Subject"] = msg.subject
-    seq = msg.metadata.sequence.stream
-    headers["Nats-Msg-Id"] = f"{consumer}:{seq}"
-    await publish(js, DEAD_LETTERS.subject(namespace, consumer), msg.data, headers)
+    headers[DEAD_CONSUMER] = consumer
+    headers[DEAD_REASON] = reason[:1000]
+    headers[DEAD_SUBJECT] = original_subject
+    # Unique per delivered message, so a dead letter written twice (the term got lost) is stored once.
+    headers["Nats-Msg-Id"] = f"{consumer}:{msg.metadata.stream}:{msg.metadata.sequence.stream}"
+    await publish(js, DEAD_LETTERS.subject(namespace, consumer), msg.data, headers, timeout_s=timeout_s)
+
+
+def consumer_config(
+    *, durable: str, filter_subject: str, ack_wait_s: float, max_ack_pending: int
+) -> api.ConsumerConfig:
+    """A durable pull consumer's configuration; the server redelivers for ever, the runner decides what is poison."""
+    return api.ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        # Unlimited: after the last delivery the server would drop a message whatever the runner did with it.
+        max_deliver=-1,
+        ack_wait=ack_wait_s,
+        max_ack_pending=max_ack_pending,
+        filter_subject=filter_subject,
+    )
 
 
 async def run_consumer(
@@ -92,93 +127,204 @@ async def run_consumer(
     durable: str,
     handler: Handler,
     stop: asyncio.Event,
-    max_deliver: int = 8,
-    backoff_s: tuple[float, ...] = DEFAULT_BACKOFF_S,
+    filter_subject: str | None = None,
     batch: int = 64,
     ack_wait_s: float = 30.0,
+    retry_initial_s: float = 0.5,
+    retry_max_s: float = 30.0,
+    poison_budget: int = 5,
+    publish_timeout_s: float = 5.0,
 ) -> None:
-    """Feed a durable pull consumer's messages to handler until stop is set.
+    """Feed a durable pull consumer's messages, in order, to handler until stop is set.
 
-    The handler commits its own work; the message is acked only after it returns.
-    Poison messages and messages past max_deliver are dead-lettered and termed;
-    anything else is nak'ed with a growing delay.
+    The handler commits its own work; the message is acked only after it returns. While it fails the message
+    stays in hand (kept alive with in-progress acks, so the broker neither redelivers nor counts a delivery)
+    and is retried with capped exponential backoff: without limit for dependency errors, poison_budget times
+    for unexpected ones. Undecodable messages, a handler's PoisonMessage and a spent budget are dead-lettered,
+    then termed. On stop, what is still in hand is nak'ed for immediate redelivery.
     """
-    config = api.ConsumerConfig(
-        durable_name=durable,
-        ack_policy=api.AckPolicy.EXPLICIT,
-        deliver_policy=api.DeliverPolicy.ALL,
-        max_deliver=max_deliver,
-        ack_wait=ack_wait_s,
-        max_ack_pending=batch * 4,
-        filter_subject=stream.wildcard(namespace),
+    stream_name = stream.stream_name(namespace)
+    # Create or update: changed settings reach a durable that already exists.
+    await js.add_consumer(
+        stream_name,
+        consumer_config(
+            durable=durable,
+            filter_subject=filter_subject or stream.wildcard(namespace),
+            ack_wait_s=ack_wait_s,
+            max_ack_pending=batch * 4,
+        ),
     )
-    sub = await js.pull_subscribe(
-        stream.wildcard(namespace), durable=durable, stream=stream.stream_name(namespace), config=config
+    sub = await js.pull_subscribe_bind(durable=durable, stream=stream_name)
+    consumer = _Consumer(
+        js,
+        namespace,
+        durable,
+        handler,
+        stop,
+        RetryPolicy(retry_initial_s, retry_max_s, poison_budget),
+        publish_timeout_s,
     )
-    while not stop.is_set():
-        try:
-            msgs = await sub.fetch(batch, timeout=1.0)
-        except nats.errors.TimeoutError:
-            continue
-        except Exception as exc:  # broker away: the client reconnects by itself
-            log.warning("consumer %s cannot fetch: %s", durable, exc)
-            await asyncio.sleep(1.0)
-            continue
-        for msg in msgs:
-            await _handle_one(js, namespace, durable, msg, handler, max_deliver, backoff_s)
-    await sub.unsubscribe()
-
-
-async def _handle_one(
-    js: JetStreamContext,
-    namespace: str,
-    durable: str,
-    msg: Msg,
-    handler: Handler,
-    max_deliver: int,
-    backoff_s: tuple[float, ...],
-) -> None:
-    """Run the handler on one message and settle it: ack, nak with delay, or dead-letter and term."""
-    headers = msg.headers or {}
-    attempt = msg.metadata.num_delivered
-    context = propagate.extract(headers)
-    with tracer.start_as_current_span(
-        f"consume {headers.get('ce-type', msg.subject)}",
-        context=context,
-        kind=trace.SpanKind.CONSUMER,
-        attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject},
-    ):
-        try:
-            await handler(parse_message(headers, msg.data))
-        except PoisonMessage as exc:
-            log.error("consumer %s dead-letters poison message: %s", durable, exc)
-            await _give_up(js, namespace, durable, msg, f"poison: {exc}")
-            return
-        except Exception as exc:
-            if attempt >= max_deliver:
-                log.error("consumer %s gives up after %d deliveries: %r", durable, attempt, exc)
-                await _give_up(js, namespace, durable, msg, f"failed {attempt} times: {exc!r}")
-            else:
-                delay = backoff_s[min(attempt - 1, len(backoff_s) - 1)]
-                log.warning("consumer %s retries in %.0fs (delivery %d): %r", durable, delay, attempt, exc)
-                await _settle(msg.nak(delay=delay))
-            return
-    await _settle(msg.ack())
-
-
-async def _give_up(js: JetStreamContext, namespace: str, durable: str, msg: Msg, reason: str) -> None:
-    """Dead-letter then term; if the dead-letter write fails, nak so nothing is lost."""
     try:
-        await dead_letter(js, namespace, consumer=durable, msg=msg, reason=reason)
-    except Exception as exc:
-        log.error("consumer %s cannot dead-letter, will retry: %r", durable, exc)
-        await _settle(msg.nak(delay=DEFAULT_BACKOFF_S[-1]))
-        return
-    await _settle(msg.term())
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except Exception as exc:  # broker away: the client reconnects by itself
+                log.warning("consumer %s cannot fetch: %r", durable, exc)
+                await _pause(stop, 1.0)
+                continue
+            unsettled = list(msgs)
+            async with _kept_in_progress(unsettled, every_s=ack_wait_s / 3):
+                while unsettled and await _handle_one(consumer, unsettled[0]):
+                    unsettled.pop(0)
+                for msg in unsettled:  # stopping: another replica gets them at once, in order
+                    await _settle(msg.nak())
+    finally:
+        await sub.unsubscribe()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff, and how many unexpected failures in a row make a message poison."""
+
+    initial_s: float
+    max_s: float
+    poison_budget: int
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after the given failed attempt (1-based)."""
+        return float(min(self.initial_s * 2 ** min(attempt - 1, 30), self.max_s))
+
+
+@dataclass(frozen=True)
+class _Consumer:
+    """What handling one message of a running consumer needs."""
+
+    js: JetStreamContext
+    namespace: str
+    durable: str
+    handler: Handler
+    stop: asyncio.Event
+    retry: RetryPolicy
+    publish_timeout_s: float
+
+
+async def _handle_one(consumer: _Consumer, msg: Msg) -> bool:
+    """Run the handler on one message until it is settled: acked, or dead-lettered and termed.
+
+    Returns False, leaving the message unsettled, when stop is set before that.
+    """
+    durable, retry = consumer.durable, consumer.retry
+    headers = msg.headers or {}
+    subject = headers.get(ORIGINAL_SUBJECT, msg.subject)
+    with tracer.start_as_current_span(
+        f"consume {headers.get('ce-type', subject)}",
+        context=propagate.extract(headers),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={"messaging.system": "nats", "messaging.destination.name": subject},
+    ) as span:
+        try:
+            event = parse_message(headers, msg.data)
+        except PoisonMessage as exc:
+            log.error("consumer %s dead-letters an undecodable message: %s", durable, exc)
+            return await _give_up(consumer, msg, f"poison: {exc}")
+        attempt = failures = 0
+        while not consumer.stop.is_set():
+            attempt += 1
+            try:
+                await consumer.handler(event)
+            except PoisonMessage as exc:
+                log.error("consumer %s dead-letters poison message %s: %s", durable, event.id, exc)
+                return await _give_up(consumer, msg, f"poison: {exc}")
+            except DEPENDENCY_ERRORS as exc:
+                span.record_exception(exc)
+                log.warning(
+                    "consumer %s: a dependency is unavailable, retrying %s in %.1fs (attempt %d): %r",
+                    durable,
+                    event.id,
+                    retry.delay(attempt),
+                    attempt,
+                    exc,
+                )
+            except Exception as exc:
+                span.record_exception(exc)
+                failures += 1
+                if failures >= retry.poison_budget:
+                    log.error("consumer %s gives up on %s after %d failures: %r", durable, event.id, failures, exc)
+                    return await _give_up(consumer, msg, f"failed {failures} times: {exc!r}")
+                log.warning(
+                    "consumer %s retries %s in %.1fs (failure %d of %d): %r",
+                    durable,
+                    event.id,
+                    retry.delay(attempt),
+                    failures,
+                    retry.poison_budget,
+                    exc,
+                )
+            else:
+                await _settle(msg.ack())
+                return True
+            await _pause(consumer.stop, retry.delay(attempt))
+        return False
+
+
+async def _give_up(consumer: _Consumer, msg: Msg, reason: str) -> bool:
+    """Dead-letter then term; a failed dead-letter write is retried (the message stays in hand) until it is stored."""
+    attempt = 0
+    while not consumer.stop.is_set():
+        attempt += 1
+        try:
+            await dead_letter(
+                consumer.js,
+                consumer.namespace,
+                consumer=consumer.durable,
+                msg=msg,
+                reason=reason,
+                timeout_s=consumer.publish_timeout_s,
+            )
+        except Exception as exc:
+            delay = consumer.retry.delay(attempt)
+            log.error("consumer %s cannot dead-letter, retrying in %.1fs: %r", consumer.durable, delay, exc)
+            await _pause(consumer.stop, delay)
+        else:
+            await _settle(msg.term())
+            return True
+    return False
+
+
+@asynccontextmanager
+async def _kept_in_progress(msgs: list[Msg], *, every_s: float) -> AsyncIterator[None]:
+    """Tell the broker, every every_s, that the messages still in hand are being worked on, so none is redelivered."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            for msg in list(msgs):
+                # With the broker away this fails; the message is then redelivered, which is all that can happen.
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait the given time; True as soon as stop is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def _settle(action: Awaitable[None]) -> None:
-    """Ack/nak/term; if the broker is away the message is simply redelivered later."""
+    """Ack/nak/term/in-progress; if the broker is away the message is simply redelivered later."""
     try:
         await action
     except Exception as exc:

@@ -17,6 +17,17 @@ class ServiceSettings(BaseSettings):
     startup_timeout_s: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
 
+    # Durable consumers: how many messages a fetch takes, how long the broker waits for an ack before it
+    # redelivers (the runner keeps messages in hand alive meanwhile), and the backoff between retries.
+    consumer_batch: int = Field(default=64, ge=1, le=1000)
+    consumer_ack_wait_s: float = Field(default=30.0, ge=1)
+    consumer_retry_initial_s: float = Field(default=0.5, gt=0)
+    consumer_retry_max_s: float = Field(default=30.0, gt=0)
+    # A handler failing this many times in a row with an unexpected error dead-letters the message; a dependency
+    # outage (database, cache, broker) never counts, however long it lasts.
+    consumer_poison_budget: int = Field(default=5, ge=1)
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+
 
 class DatabaseServiceSettings(ServiceSettings):
     """A service that owns a PostgreSQL database."""

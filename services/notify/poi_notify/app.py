@@ -33,7 +33,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             supervisor = await stack.enter_async_context(supervised())
             supervisor.consume(
                 js,
-                namespace=settings.namespace,
+                settings,
                 stream=STATUS,
                 durable=events.STATUS_CONSUMER,
                 handler=partial(events.handle_status_event, pool),

@@ -37,7 +37,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
             supervisor.consume(
                 js,
-                namespace=settings.namespace,
+                settings,
                 stream=POINTS,
                 durable=events.POINTS_CONSUMER,
                 handler=partial(events.handle_point_event, pool),

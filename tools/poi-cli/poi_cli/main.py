@@ -13,13 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from poi_cli import stack
+from poi_cli import deadletters, stack
 from poi_cli.seed import seed_points
 from poi_cli.supervisor import GaveUp, Supervisor
 from poi_shared import db
 from poi_shared.auth import Role, issue_token, katotth_scope, point_scope
 
 app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
+app.add_typer(deadletters.app, name="deadletters")
 console = Console()
 error_console = Console(stderr=True)
 
