@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from poi_shared import db, health, jetstream, metrics
+from poi_shared import db, health, jetstream, metrics, outbox
 from poi_shared.auth import TokenVerifier
 from poi_shared.contracts import REPLAY, StreamSpec
 from poi_shared.errors import install_error_handlers
@@ -117,6 +117,21 @@ class Supervisor:
                     publish_timeout_s=settings.publish_timeout_s,
                 ),
             )
+
+    def relay_outbox(self, pool: asyncpg.Pool, js: JetStreamContext, settings: DatabaseServiceSettings) -> None:
+        """Publish the service's outbox until stopped."""
+        self.start(
+            "outbox-relay",
+            partial(
+                outbox.run_relay,
+                pool,
+                js,
+                stop=self.stop,
+                batch=settings.outbox_batch,
+                batch_timeout_s=settings.outbox_batch_timeout_s,
+                publish_timeout_s=settings.publish_timeout_s,
+            ),
+        )
 
     async def close(self, timeout_s: float = 10.0) -> None:
         """Ask every loop to stop, wait for them, cancel stragglers."""

@@ -8,12 +8,16 @@ from collections import defaultdict
 import asyncpg
 from nats.js import JetStreamContext
 
+from poi_shared import db
 from poi_shared.envelope import OutgoingMessage
 from poi_shared.jetstream import publish
 
 log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "poi_outbox"
-# One relay publishes at a time (per service database) so each subject keeps its order.
+# One relay publishes at a time per service database, so each subject keeps its order. It holds this session-level
+# advisory lock on its own connection, never a transaction across publishing: inserts, vacuum and the other
+# replicas' relays are not held up by a slow broker. Giving the connection back to the pool releases the lock (and
+# unlistens): asyncpg resets a connection on release, and the server drops both when the connection dies.
 RELAY_LOCK_KEY = 0x0B0C5
 
 
@@ -28,68 +32,105 @@ async def enqueue(conn: asyncpg.Connection, message: OutgoingMessage) -> None:
     )
 
 
-async def relay_once(pool: asyncpg.Pool, js: JetStreamContext, *, batch: int) -> int:
-    """Publish one batch of pending messages, deleting those the broker acknowledged."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RELAY_LOCK_KEY):
+async def relay_once(
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    *,
+    batch: int,
+    batch_timeout_s: float = 10.0,
+    publish_timeout_s: float = 5.0,
+) -> int:
+    """Publish one batch unless another relay is at work on this database; returns how many were acknowledged."""
+    async with db.connection(pool) as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
             return 0
-        rows = await conn.fetch(
-            "SELECT id, subject, headers, body FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", batch
+        return await _relay_batch(
+            conn, js, batch=batch, batch_timeout_s=batch_timeout_s, publish_timeout_s=publish_timeout_s
         )
-        if not rows:
-            return 0
-        by_subject: dict[str, list[asyncpg.Record]] = defaultdict(list)
-        for row in rows:
-            by_subject[row["subject"]].append(row)
-        results = await asyncio.gather(*(_publish_in_order(js, group) for group in by_subject.values()))
-        published = [row_id for ids in results for row_id in ids]
-        if published:
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", published)
-    # Raised only after the commit, so what was published is not sent again.
-    if len(published) < len(rows):
-        raise ConnectionError(f"broker acknowledged {len(published)} of {len(rows)} outbox messages")
-    return len(rows)
 
 
-async def _publish_in_order(js: JetStreamContext, rows: list[asyncpg.Record]) -> list[int]:
-    """Publish one subject's messages in order, stopping at the first failure."""
-    done: list[int] = []
+async def _relay_batch(
+    conn: asyncpg.Connection, js: JetStreamContext, *, batch: int, batch_timeout_s: float, publish_timeout_s: float
+) -> int:
+    """Publish up to batch messages, subjects concurrently, each subject in order; delete what was acknowledged.
+
+    The caller holds the relay lock. Raises ConnectionError when the broker did not acknowledge every message
+    within batch_timeout_s; those stay in the outbox and are published again, in order, by the next batch.
+    """
+    rows = await conn.fetch("SELECT id, subject, headers, body FROM outbox ORDER BY id LIMIT $1", batch)
+    if not rows:
+        return 0
+    by_subject: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        by_subject[row["subject"]].append(row)
+    acked: list[int] = []
+    tasks = [
+        asyncio.create_task(_publish_in_order(js, group, acked, publish_timeout_s)) for group in by_subject.values()
+    ]
+    _, late = await asyncio.wait(tasks, timeout=batch_timeout_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    if acked:
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", acked)
+    if len(acked) < len(rows):
+        raise ConnectionError(f"broker acknowledged {len(acked)} of {len(rows)} outbox messages")
+    return len(acked)
+
+
+async def _publish_in_order(
+    js: JetStreamContext, rows: list[asyncpg.Record], acked: list[int], timeout_s: float
+) -> None:
+    """Publish one subject's messages in order, noting each acknowledged id; stop at the first failure."""
     for row in rows:
         try:
-            await publish(js, row["subject"], row["body"], json.loads(row["headers"]))
+            await publish(js, row["subject"], row["body"], json.loads(row["headers"]), timeout_s=timeout_s)
         except Exception as exc:
             log.warning("outbox publish to %s failed: %r", row["subject"], exc)
-            break
-        done.append(row["id"])
-    return done
+            return
+        acked.append(row["id"])
 
 
 async def run_relay(
-    pool: asyncpg.Pool, js: JetStreamContext, *, stop: asyncio.Event, batch: int = 500, idle_s: float = 1.0
+    pool: asyncpg.Pool,
+    js: JetStreamContext,
+    *,
+    stop: asyncio.Event,
+    batch: int = 500,
+    batch_timeout_s: float = 10.0,
+    publish_timeout_s: float = 5.0,
+    idle_s: float = 1.0,
 ) -> None:
-    """Publish the outbox until stop is set; woken by NOTIFY, polling as a fallback."""
+    """Publish the outbox until stop is set: woken by NOTIFY, polling as a fallback; one relay per database."""
     wake = asyncio.Event()
-    listener: asyncpg.Connection | None = None
+
+    def on_notify(*_: object) -> None:
+        wake.set()
+
     backoff = 0.1
     while not stop.is_set():
         try:
-            if listener is None or listener.is_closed():
-                listener = await pool.acquire()
-                await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
-            wake.clear()
-            sent = await relay_once(pool, js, batch=batch)
-            backoff = 0.1
-            if sent < batch:
-                await _wait_any(wake, stop, idle_s)
+            async with db.connection(pool) as conn:
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                    await _wait_any(stop, stop, idle_s)  # another replica relays; take over if it goes away
+                    continue
+                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                try:
+                    while not stop.is_set():
+                        wake.clear()
+                        sent = await _relay_batch(
+                            conn, js, batch=batch, batch_timeout_s=batch_timeout_s, publish_timeout_s=publish_timeout_s
+                        )
+                        backoff = 0.1
+                        if sent < batch:
+                            await _wait_any(wake, stop, idle_s)
+                finally:
+                    if not conn.is_closed():
+                        await conn.remove_listener(NOTIFY_CHANNEL, on_notify)
         except Exception as exc:
             log.warning("outbox relay retrying in %.1fs: %r", backoff, exc)
-            if listener is not None:
-                await _release(pool, listener)
-                listener = None
             await _wait_any(stop, stop, backoff)
             backoff = min(backoff * 2, 5.0)
-    if listener is not None:
-        await _release(pool, listener)
 
 
 async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float) -> None:
@@ -102,12 +143,6 @@ async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float)
             waiter.cancel()
 
 
-async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-    """Give a listening connection back, whatever state it is in."""
-    try:
-        await pool.release(conn)  # the pool's reset unlistens
-    except Exception:
-        conn.terminate()
 
 
 async def backlog(conn: asyncpg.Connection, *, timeout_s: float) -> tuple[int, float]:

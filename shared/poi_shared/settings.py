@@ -36,6 +36,10 @@ class DatabaseServiceSettings(ServiceSettings):
     db_pool_max: int = Field(default=10, ge=2)
     # Waiting longer for a pooled connection means the database is down or the pool exhausted: answer 503.
     db_acquire_timeout_s: float = Field(default=5.0, gt=0)
+    # The outbox relay publishes at most this many messages per batch, and gives up on a batch after this long
+    # (what was acknowledged is deleted, the rest is published again).
+    outbox_batch: int = Field(default=500, ge=1, le=10_000)
+    outbox_batch_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class AuthSettings(BaseSettings):

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from poi_registry.points import views as points_views
 from poi_registry.settings import RegistrySettings
-from poi_shared import metrics, outbox
+from poi_shared import metrics
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
@@ -28,7 +28,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             pool = await stack.enter_async_context(postgres_pool(settings))
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
             supervisor = await stack.enter_async_context(supervised())
-            supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
+            supervisor.relay_outbox(pool, js, settings)
             broker = metrics.Broker(nc, js, settings.namespace)
             app.state.settings, app.state.pool = settings, pool
             app.state.readiness = readiness_checks(pool=pool, broker=broker)

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis.asyncio as redis
 from fastapi import FastAPI
 
-from poi_shared import metrics, outbox
+from poi_shared import metrics
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import POINTS
 from poi_shared.db import SHARED_MIGRATIONS
@@ -34,7 +34,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             stack.push_async_callback(cache.aclose)
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
             supervisor = await stack.enter_async_context(supervised())
-            supervisor.start("outbox-relay", lambda: outbox.run_relay(pool, js, stop=supervisor.stop))
+            supervisor.relay_outbox(pool, js, settings)
             supervisor.consume(
                 js,
                 settings,
