@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from poi_shared import db, health, jetstream, metrics, outbox
+from poi_shared import db, health, inbox, jetstream, metrics, outbox
 from poi_shared.auth import TokenVerifier
 from poi_shared.contracts import REPLAY, StreamSpec
 from poi_shared.errors import install_error_handlers
@@ -85,6 +85,22 @@ class Supervisor:
                     pass
                 delay = min(delay * 2, 10.0)
 
+    def every(self, name: str, interval_s: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run job() now and then every interval_s until stopped; a failed run waits for the next."""
+
+        async def loop() -> None:
+            while not self.stop.is_set():
+                try:
+                    await job()
+                except Exception as exc:
+                    log.warning("%s failed, next run in %.0fs: %r", name, interval_s, exc)
+                try:
+                    await asyncio.wait_for(self.stop.wait(), interval_s)
+                except TimeoutError:
+                    pass
+
+        self.start(name, loop)
+
     def consume(
         self,
         js: JetStreamContext,
@@ -117,6 +133,20 @@ class Supervisor:
                     publish_timeout_s=settings.publish_timeout_s,
                 ),
             )
+
+    def prune_inbox(self, pool: asyncpg.Pool, settings: DatabaseServiceSettings, *, consumer: str) -> None:
+        """Periodically forget the consumer's inbox rows older than the retention."""
+        self.every(
+            f"{consumer}-inbox-prune",
+            settings.inbox_prune_interval_s,
+            partial(
+                inbox.prune,
+                pool,
+                consumer=consumer,
+                older_than_s=settings.inbox_retention_s,
+                batch=settings.inbox_prune_batch,
+            ),
+        )
 
     def relay_outbox(self, pool: asyncpg.Pool, js: JetStreamContext, settings: DatabaseServiceSettings) -> None:
         """Publish the service's outbox until stopped."""

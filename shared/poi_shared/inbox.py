@@ -2,6 +2,8 @@
 
 import asyncpg
 
+from poi_shared import db
+
 
 async def claim(conn: asyncpg.Connection, *, consumer: str, event_id: str) -> bool:
     """True the first time this consumer sees the event; False for a repeat, which must be skipped."""
@@ -11,3 +13,23 @@ async def claim(conn: asyncpg.Connection, *, consumer: str, event_id: str) -> bo
         event_id,
     )
     return bool(inserted)
+
+
+async def prune(pool: asyncpg.Pool, *, consumer: str, older_than_s: float, batch: int) -> int:
+    """Forget what the consumer handled more than older_than_s ago, batch rows per statement; returns how many."""
+    removed = 0
+    while True:
+        async with db.connection(pool) as conn:
+            status = await conn.execute(
+                """DELETE FROM inbox WHERE consumer = $1 AND event_id IN (
+                       SELECT event_id FROM inbox
+                       WHERE consumer = $1 AND handled_at < now() - make_interval(secs => $2)
+                       LIMIT $3)""",
+                consumer,
+                older_than_s,
+                batch,
+            )
+        count = int(status.split()[-1])
+        removed += count
+        if count < batch:
+            return removed

@@ -40,6 +40,12 @@ class DatabaseServiceSettings(ServiceSettings):
     # (what was acknowledged is deleted, the rest is published again).
     outbox_batch: int = Field(default=500, ge=1, le=10_000)
     outbox_batch_timeout_s: float = Field(default=10.0, gt=0)
+    # Inbox rows must outlive every redelivery or republish of their event. The broker de-duplicates only within
+    # its 2-minute window, but a relay that could not delete what it published (database down right after the
+    # broker acked) publishes again once the database is back, which can be hours later; a week covers that.
+    inbox_retention_s: float = Field(default=7 * 24 * 3600.0, ge=3600)
+    inbox_prune_interval_s: float = Field(default=600.0, gt=0)
+    inbox_prune_batch: int = Field(default=5000, ge=1)
 
 
 class AuthSettings(BaseSettings):

@@ -38,6 +38,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 durable=events.STATUS_CONSUMER,
                 handler=partial(events.handle_status_event, pool),
             )
+            supervisor.prune_inbox(pool, settings, consumer=events.STATUS_CONSUMER)
             broker = metrics.Broker(
                 nc, js, settings.namespace, consumers=[metrics.Consumer(STATUS, events.STATUS_CONSUMER)]
             )
