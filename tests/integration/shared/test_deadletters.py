@@ -6,6 +6,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import nats
 import pytest
@@ -13,13 +14,15 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from typer.testing import CliRunner
 
-from poi_cli import deadletters
+from poi_cli import deadletters, stack
 from poi_cli.main import app as poi
 from poi_shared import jetstream
 from poi_shared.app import Supervisor
 from poi_shared.contracts import DEAD_LETTERS, REPLAY, STATUS, STATUS_CHANGED, STREAMS, OpenState, StatusState
 from poi_shared.envelope import Event, OutgoingMessage, PoisonMessage, build_message
 from poi_shared.settings import ServiceSettings
+
+T = TypeVar("T")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], bound_s: float = 30.0) -> None:
@@ -142,8 +145,8 @@ def test_the_poi_command_lists_shows_and_replays_all_of_a_consumer(nats_url: str
 
 
 @pytest.fixture
-def nats_url(infra: object) -> str:
-    return str(infra.nats_url)  # type: ignore[attr-defined]
+def nats_url(infra: stack.Infrastructure) -> str:
+    return infra.nats_url
 
 
 async def _dead_letter(js: JetStreamContext, namespace: str, consumer: str, n: int) -> int:
@@ -175,7 +178,7 @@ async def _replayed(js: JetStreamContext, namespace: str, consumer: str) -> list
         seq = (raw.seq or 0) + 1
 
 
-async def _with_streams(url: str, namespace: str, work: Callable[[JetStreamContext], Awaitable[object]]) -> object:
+async def _with_streams(url: str, namespace: str, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
     conn = await nats.connect(url)
     try:
         js = conn.jetstream()
