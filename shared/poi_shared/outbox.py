@@ -143,8 +143,6 @@ async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float)
             waiter.cancel()
 
 
-
-
 async def backlog(conn: asyncpg.Connection, *, timeout_s: float) -> tuple[int, float]:
     """How many messages wait in the outbox, and the age in seconds of the oldest (0 when none)."""
     row = await conn.fetchrow(
