@@ -3,6 +3,7 @@
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -46,6 +47,17 @@ def _containers(missing: set[str], stack_: ExitStack) -> dict[str, str]:
         rc = stack_.enter_context(RedisContainer("redis:7-alpine"))
         urls["redis"] = f"redis://{rc.get_container_host_ip()}:{rc.get_exposed_port(6379)}/0"
     return urls
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A fresh directory for a test's own embedded servers, outside pytest's base temp.
+
+    Every pytest run on the machine resets its base temp to 0700, and PostgreSQL runs as another user when the tests
+    run as root: a second run starting mid-test would lock PostgreSQL out of its data directory.
+    """
+    with tempfile.TemporaryDirectory(prefix="poi-test-servers-") as root:
+        yield Path(root)
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,13 @@ async def select_one(url: str) -> int:
         await conn.close()
 
 
-def test_postgres_starts_over_a_stale_postmaster_pid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgres_starts_over_a_stale_postmaster_pid(server_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After kill -9, the pid in postmaster.pid belongs to a live program; PostgreSQL alone would refuse to start."""
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    server = embedded.start_postgres(tmp_path, embedded.free_port(), durable=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(server_dir))
+    server = embedded.start_postgres(server_dir, embedded.free_port(), durable=False)
     server.process.kill()
     server.process.wait()
-    pid_file = tmp_path / "postgres" / "postmaster.pid"
+    pid_file = server_dir / "postgres" / "postmaster.pid"
     assert pid_file.exists()
     # Stand in for pid reuse: a live process of the user PostgreSQL runs as, which it would take for its owner.
     user = embedded.PG_SYSTEM_USER if os.geteuid() == 0 else None
@@ -50,14 +50,14 @@ def test_postgres_starts_over_a_stale_postmaster_pid(tmp_path: Path, monkeypatch
         squatter.wait()
 
 
-def test_postgres_refuses_to_start_twice_on_one_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_postgres_refuses_to_start_twice_on_one_data_dir(server_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A postmaster.pid whose PostgreSQL still runs on this data directory is kept, with a clear error."""
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    server = embedded.start_postgres(tmp_path, embedded.free_port(), durable=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(server_dir))
+    server = embedded.start_postgres(server_dir, embedded.free_port(), durable=False)
     try:
         with pytest.raises(RuntimeError, match=rf"PostgreSQL \(pid {server.process.pid}\) is already running"):
-            embedded.remove_stale_postmaster_pid(tmp_path / "postgres")
-        assert (tmp_path / "postgres" / "postmaster.pid").exists()
+            embedded.remove_stale_postmaster_pid(server_dir / "postgres")
+        assert (server_dir / "postgres" / "postmaster.pid").exists()
         assert server.process.poll() is None
     finally:
         embedded.stop(server)

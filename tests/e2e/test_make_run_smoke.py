@@ -65,9 +65,9 @@ def service(name: str) -> Callable[[psutil.Process], bool]:
     return lambda p: f"poi_{name}.app:create_app" in p.cmdline()
 
 
-def test_poi_run_supervises_refuses_a_second_run_and_stops_cleanly(tmp_path: Path) -> None:
+def test_poi_run_supervises_refuses_a_second_run_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
     offset = free_offset()
-    data_dir = tmp_path / "data"
+    data_dir = server_dir / "data"
     env = {k: v for k, v in os.environ.items() if k not in ("POI_DATABASE_URL", "POI_NATS_URL", "POI_REDIS_URL")}
     env.pop("XDG_RUNTIME_DIR", None)  # as in containers and ssh sessions without a login manager
     env.update({"POI_DATA_DIR": str(data_dir), "POI_PORT_OFFSET": str(offset)})
@@ -96,7 +96,7 @@ def test_poi_run_supervises_refuses_a_second_run_and_stops_cleanly(tmp_path: Pat
             assert f"registry {stack.SERVICE_PORTS['registry'] + offset}" in said_second
             assert "Starting" not in said_second and BANNER not in said_second
             # So is one on another data directory whose ports the first run holds.
-            third_env = {**env, "POI_DATA_DIR": str(tmp_path / "other")}
+            third_env = {**env, "POI_DATA_DIR": str(server_dir / "other")}
             third = subprocess.run([POI, "run"], env=third_env, capture_output=True, text=True, timeout=60)
             said_third = third.stdout + third.stderr
             assert third.returncode == 1, said_third

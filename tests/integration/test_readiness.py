@@ -7,7 +7,6 @@ gone makes its service unready within the probe's time.
 
 import asyncio
 import secrets
-import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -216,15 +215,12 @@ async def test_writers_stay_ready_while_postgresql_answers_even_with_the_broker_
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[embedded.ServerProcess]:
-    # Not under pytest's base temp: each pytest run on the machine resets that to 0700, and PostgreSQL runs as
-    # another user when the tests run as root.
-    with tempfile.TemporaryDirectory(prefix="poi-test-pg-") as root:
-        server = embedded.start_postgres(Path(root), embedded.free_port(), durable=False)
-        try:
-            yield server
-        finally:
-            embedded.stop(server)
+def own_postgres(server_dir: Path) -> Iterator[embedded.ServerProcess]:
+    server = embedded.start_postgres(server_dir, embedded.free_port(), durable=False)
+    try:
+        yield server
+    finally:
+        embedded.stop(server)
 
 
 async def test_a_service_whose_postgresql_is_frozen_or_gone_is_unready_within_the_probe_time(
