@@ -195,7 +195,7 @@ async def nats_connection(settings: ServiceSettings, *, service: str) -> AsyncIt
     nc = await jetstream.connect(settings.nats_url, name=service, timeout_s=settings.startup_timeout_s)
     try:
         js = nc.jetstream()
-        await jetstream.ensure_streams(js, settings.namespace)
+        await jetstream.ensure_streams(js, settings.namespace, replicas=settings.stream_replicas)
         yield nc, js
     finally:
         # Draining needs the server; during a broker outage just close (the outbox keeps what was not sent).

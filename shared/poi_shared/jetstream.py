@@ -53,7 +53,7 @@ async def connect(url: str, *, name: str, timeout_s: float) -> NATS:
     raise AssertionError("unreachable")
 
 
-def stream_config(spec: StreamSpec, namespace: str) -> api.StreamConfig:
+def stream_config(spec: StreamSpec, namespace: str, *, replicas: int = 1) -> api.StreamConfig:
     """The server-side configuration of one stream of the contract."""
     return api.StreamConfig(
         name=spec.stream_name(namespace),
@@ -66,13 +66,14 @@ def stream_config(spec: StreamSpec, namespace: str) -> api.StreamConfig:
         max_bytes=spec.max_bytes,
         discard=api.DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=replicas,
     )
 
 
-async def ensure_streams(js: JetStreamContext, namespace: str) -> None:
+async def ensure_streams(js: JetStreamContext, namespace: str, *, replicas: int = 1) -> None:
     """Create or update every stream of the contract; safe to run from every replica."""
     for spec in STREAMS:
-        config = stream_config(spec, namespace)
+        config = stream_config(spec, namespace, replicas=replicas)
         try:
             await js.add_stream(config)
         except BadRequestError:

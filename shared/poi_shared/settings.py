@@ -14,6 +14,9 @@ class ServiceSettings(BaseSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     # Prefixes stream names, subjects and Redis keys, so several stacks can share one server.
     namespace: str = Field(default="poi", pattern=NAMESPACE_PATTERN)
+    # Copies of every stream across the NATS cluster: 1 for one server (development), 3 in production, where a
+    # lost server's disk must not lose what was published.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     startup_timeout_s: float = Field(default=60.0, gt=0)
     log_level: str = "INFO"
 

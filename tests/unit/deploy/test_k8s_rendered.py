@@ -41,6 +41,7 @@ from deploytools import (
 )
 from kubernetes_validate.utils import all_versions
 
+from poi_registry.settings import RegistrySettings
 from poi_shared import contracts
 from poi_shared.auth import TokenVerifier, issue_token
 from poi_shared.settings import AuthSettings
@@ -408,6 +409,7 @@ def test_prod_pins_images_spreads_zones_and_verifies_the_identity_providers_toke
         monkeypatch.setenv(key, value)
     settings = AuthSettings()
     assert settings.jwks_url and settings.secret is None, "production verifies the identity provider's keys only"
+    assert RegistrySettings().stream_replicas == 3, "every stream on the three NATS servers"
 
 
 def _project_version(package: Path) -> str:

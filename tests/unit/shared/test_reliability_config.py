@@ -76,3 +76,8 @@ def test_a_database_going_away_is_a_dependency_error_answered_with_503(error: Ex
 @pytest.mark.parametrize("error", [RuntimeError("bug"), asyncpg.exceptions.UniqueViolationError("duplicate key")])
 def test_bugs_and_refusals_are_not_dependency_errors(error: Exception) -> None:
     assert not isinstance(error, DEPENDENCY_ERRORS)
+
+
+def test_streams_take_the_configured_number_of_replicas() -> None:
+    assert stream_config(DEAD_LETTERS, "poi").num_replicas == 1
+    assert stream_config(DEAD_LETTERS, "poi", replicas=3).num_replicas == 3
