@@ -28,8 +28,19 @@ from poi_shared.telemetry import configure_tracing
 log = logging.getLogger(__name__)
 
 
-def build_app(*, service: str, title: str, description: str, lifespan: Any, routers: Sequence[APIRouter]) -> FastAPI:
-    """A FastAPI app: problem+json errors, /livez, /readyz, /metrics, token verification, tracing, complete OpenAPI."""
+def build_app(
+    *,
+    service: str,
+    title: str,
+    description: str,
+    lifespan: Any,
+    routers: Sequence[APIRouter],
+    body_limits: Mapping[str, int] | None = None,
+) -> FastAPI:
+    """A FastAPI app: problem+json errors, /livez, /readyz, /metrics, token verification, tracing, complete OpenAPI.
+
+    body_limits gives paths that take more than MAX_BODY_BYTES (e.g. a bulk import) their own limit.
+    """
     app = FastAPI(
         title=title,
         description=description,
@@ -45,7 +56,7 @@ def build_app(*, service: str, title: str, description: str, lifespan: Any, rout
     install_error_handlers(app)
     install_openapi(app)
     metrics.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, limits=body_limits)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -29,6 +30,17 @@ async def enqueue(conn: asyncpg.Connection, message: OutgoingMessage) -> None:
         message.subject,
         json.dumps(message.headers),
         message.body,
+    )
+
+
+async def enqueue_many(conn: asyncpg.Connection, messages: Sequence[OutgoingMessage]) -> None:
+    """Add many messages to the outbox inside the caller's transaction, in one COPY (kept in their order)."""
+    if not messages:
+        return
+    await conn.copy_records_to_table(
+        "outbox",
+        columns=["event_id", "subject", "headers", "body"],
+        records=[(m.event_id, m.subject, json.dumps(m.headers), m.body) for m in messages],
     )
 
 
