@@ -1,11 +1,18 @@
 """The registry service's app factory."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 
+from poi_registry.bulk import views as bulk_views
+from poi_registry.oblasts import service as oblasts_service
+from poi_registry.oblasts import views as oblasts_views
+from poi_registry.points import service as points_service
 from poi_registry.points import views as points_views
 from poi_registry.settings import RegistrySettings
 from poi_shared import metrics
@@ -15,6 +22,9 @@ from poi_shared.telemetry import configure_logging
 
 SERVICE = "poi-registry"
 MIGRATIONS = [("shared", SHARED_MIGRATIONS), ("registry", Path(__file__).parent / "migrations")]
+IMPORT_PATH = "/v1/points/import"
+PRUNE_EVERY_S = 3600.0
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: RegistrySettings | None = None) -> FastAPI:
@@ -29,6 +39,7 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
             supervisor = await stack.enter_async_context(supervised())
             supervisor.relay_outbox(pool, js, settings)
+            supervisor.start("housekeeping", lambda: housekeeping(pool, settings, stop=supervisor.stop))
             broker = metrics.Broker(nc, js, settings.namespace)
             app.state.settings, app.state.pool = settings, pool
             app.state.readiness = readiness_checks(pool=pool, broker=broker)
@@ -41,5 +52,21 @@ def create_app(settings: RegistrySettings | None = None) -> FastAPI:
         title="Points of Invincibility — registry",
         description="The register of points: who runs them, where they are, what they offer.",
         lifespan=lifespan,
-        routers=[points_views.router],
+        routers=[bulk_views.router, oblasts_views.router, points_views.router],
+        body_limits={IMPORT_PATH: settings.import_max_bytes},
     )
+
+
+async def housekeeping(pool: asyncpg.Pool, settings: RegistrySettings, *, stop: asyncio.Event) -> None:
+    """Finish oblast policy changes cut short, then prune expired idempotency keys every hour until stopped."""
+    await oblasts_service.apply_pending_policies(
+        pool, namespace=settings.namespace, batch_size=settings.policy_batch_size
+    )
+    while not stop.is_set():
+        pruned = await points_service.prune_idempotency_keys(pool, ttl_s=settings.idempotency_ttl_s)
+        if pruned:
+            log.info("pruned %d expired idempotency keys", pruned)
+        try:
+            await asyncio.wait_for(stop.wait(), PRUNE_EVERY_S)
+        except TimeoutError:
+            pass

@@ -34,8 +34,14 @@ def test_coordinator_registers_a_point_in_their_area(registry_client: TestClient
     point = response.json()
     assert response.headers["location"] == f"/v1/points/{point['id']}"
     assert point["version"] == 1 and point["name_uk"] == POINT["name_uk"] and point["code"].startswith("80-")
-    read = registry_client.get(f"/v1/points/{point['id']}")
+    assert point["view"] == "private" and response.headers["etag"] == '"1"'
+    read = registry_client.get(f"/v1/points/{point['id']}", headers=bearer("coordinator", katotth=["UA80"]))
     assert read.status_code == 200 and read.json() == point
+    public = registry_client.get(f"/v1/points/{point['id']}").json()
+    assert public["view"] == "public" and public["exact_location"] is True
+    assert {k: v for k, v in public.items() if k not in ("view", "exact_location")} == {
+        k: v for k, v in point.items() if k in public and k != "view"
+    }
 
 
 def test_registering_needs_a_valid_token(registry_client: TestClient) -> None:
@@ -154,8 +160,8 @@ def test_json_types_are_strict(
 
 
 def test_whole_numbers_are_numbers(registry_client: TestClient, bearer: Bearer) -> None:
-    point = register_point(registry_client, bearer, lat=50, lon=30)
-    assert (point["lat"], point["lon"]) == (50.0, 30.0)
+    point = register_point(registry_client, bearer, lat=50, lon=31, katotth="UA32140000000000000")
+    assert (point["lat"], point["lon"]) == (50.0, 31.0)
 
 
 def test_missing_fields_are_named(registry_client: TestClient, bearer: Bearer) -> None:

@@ -32,6 +32,15 @@ REQUIRED, OPTIONAL, PUBLIC = [{BEARER_SCHEME: []}], [{}, {BEARER_SCHEME: []}], [
 EXPECTED_SECURITY = {
     ("registry", "POST /v1/points"): REQUIRED,
     ("registry", "GET /v1/points/{point_id}"): OPTIONAL,  # public; a token shows managers the exact place
+    ("registry", "GET /v1/points"): OPTIONAL,  # public; a token shows managers their points' private view
+    ("registry", "PATCH /v1/points/{point_id}"): REQUIRED,
+    ("registry", "POST /v1/points/{point_id}/retire"): REQUIRED,
+    ("registry", "POST /v1/points/{point_id}/restore"): REQUIRED,
+    ("registry", "GET /v1/points/{point_id}/history"): REQUIRED,
+    ("registry", "POST /v1/points/import"): REQUIRED,
+    ("registry", "GET /v1/points/export"): OPTIONAL,  # public points only; integrators send their token
+    ("registry", "GET /v1/oblast-policies"): REQUIRED,
+    ("registry", "PUT /v1/oblast-policies/{oblast}"): REQUIRED,
     ("status", "POST /v1/points/{point_id}/status"): REQUIRED,
     ("status", "GET /v1/points/{point_id}/status"): PUBLIC,
     ("search", "GET /v1/search/nearest"): PUBLIC,
