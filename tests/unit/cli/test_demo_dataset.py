@@ -1,11 +1,23 @@
-"""The demo dataset: deterministic, valid for the registry, and shaped like the real map."""
+"""The national dataset: deterministic, valid for the registry's import, and shaped like the real map."""
 
 import re
 from collections import Counter
 
 import pytest
 
-from poi_cli.demo import ADMIN1_TO_KATOTTH_OBLAST, SERVICES, demo_points, transliterate, ukrainian_name
+from poi_cli.demo import (
+    ADMIN1_TO_KATOTTH_OBLAST,
+    DEMO_POLICIES,
+    FRONTLINE_OBLASTS,
+    SERVICES,
+    demo_points,
+    national_register,
+    transliterate,
+    ukrainian_name,
+)
+from poi_registry.bulk.models import FeatureRow
+from poi_registry.bulk.service import REGISTRY_CODE
+from poi_registry.oblasts.extents import extents
 from poi_registry.points.models import PointCreate
 
 KEYS = {
@@ -20,6 +32,10 @@ KEYS = {
     "settlement",
     "capacity",
     "services",
+    "schedule",
+    "operator_org",
+    "public_phone",
+    "contact_phone",
     "visibility",
 }
 
@@ -132,17 +148,56 @@ def test_state_points_offer_the_core_services(points: list[dict[str, object]]) -
 
 
 def test_category_and_visibility_mix(points: list[dict[str, object]]) -> None:
-    """About 55% state, 30% business, 15% essential; mostly public, a few coarse, very few hidden."""
+    """About 55% state, 30% business, 15% essential; mostly public away from the front, mostly not near it."""
     categories = Counter(p["category"] for p in points)
     assert set(categories) == {"state", "business", "essential"}
     assert 0.49 <= categories["state"] / 2000 <= 0.61
     assert 0.25 <= categories["business"] / 2000 <= 0.35
     assert 0.11 <= categories["essential"] / 2000 <= 0.19
-    visibility = Counter(p["visibility"] for p in points)
-    assert set(visibility) <= {"public", "coarse", "hidden"}
-    assert visibility["public"] / 2000 > 0.9
-    assert 0.02 <= visibility["coarse"] / 2000 <= 0.09
-    assert visibility["hidden"] / 2000 <= 0.03
+    front = [p for p in points if str(p["katotth"])[2:4] in FRONTLINE_OBLASTS]
+    rear = [p for p in points if str(p["katotth"])[2:4] not in FRONTLINE_OBLASTS]
+    assert 0.1 < len(front) / len(points) < 0.35
+    rear_visibility, front_visibility = Counter(p["visibility"] for p in rear), Counter(p["visibility"] for p in front)
+    assert rear_visibility["public"] / len(rear) > 0.94 and rear_visibility["hidden"] / len(rear) < 0.02
+    assert front_visibility["public"] / len(front) < 0.6 and front_visibility["hidden"] / len(front) > 0.05
+    assert set(DEMO_POLICIES) <= {f"UA{o}" for o in FRONTLINE_OBLASTS}
+
+
+def test_no_points_under_occupation(points: list[dict[str, object]]) -> None:
+    """Crimea and Sevastopol hold no points; Luhansk oblast, mostly occupied, very few."""
+    oblasts = Counter(str(p["katotth"])[2:4] for p in points)
+    assert oblasts["01"] == oblasts["85"] == 0 and oblasts["44"] / len(points) < 0.01
+
+
+def test_schedules_and_contacts(points: list[dict[str, object]]) -> None:
+    """State points open on blackout or always, businesses mostly by weekly hours; phones are E.164."""
+    state = Counter(p["schedule"]["kind"] for p in points if p["category"] == "state")  # type: ignore[index]
+    business = Counter(p["schedule"]["kind"] for p in points if p["category"] == "business")  # type: ignore[index]
+    assert (state["on_blackout"] + state["always"]) / sum(state.values()) > 0.85
+    assert business["weekly"] / sum(business.values()) > 0.7
+    for point in points:
+        assert point["operator_org"]
+        for phone in (point["public_phone"], point["contact_phone"]):
+            assert phone is None or re.fullmatch(r"\+380\d{9}", str(phone))
+    assert sum(p["public_phone"] is not None for p in points) / len(points) > 0.5
+    assert {p["host_type"] for p in points} >= {"school", "police", "hospital", "emergency_service", "business"}
+
+
+def test_the_national_register_has_codes_the_registry_never_gives() -> None:
+    """Each point's code is unique, stable and never of the registry's own form (80-000123)."""
+    register = national_register(3000)
+    codes = [str(p["code"]) for p in register]
+    assert len(set(codes)) == len(codes) and not any(REGISTRY_CODE.match(c) for c in codes)
+    assert codes[:300] == [str(p["code"]) for p in national_register(3000)][:300]
+    for point in register[:500]:
+        FeatureRow.model_validate(point)
+
+
+def test_every_point_lies_in_its_oblast(points: list[dict[str, object]]) -> None:
+    """The registry's place check accepts every generated point."""
+    check = extents()
+    for point in points:
+        assert check.misplaced(lat=point["lat"], lon=point["lon"], katotth=point["katotth"]) is None  # type: ignore[arg-type]
 
 
 def test_kyiv_has_the_most_points(points: list[dict[str, object]]) -> None:

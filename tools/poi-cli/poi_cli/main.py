@@ -1,4 +1,4 @@
-"""The `poi` command: run the development stack, migrate, seed, issue development tokens."""
+"""The `poi` command: run the development stack, migrate, seed, import, issue development tokens."""
 
 import asyncio
 import os
@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from poi_cli import deadletters, stack
-from poi_cli.seed import seed_points
+from poi_cli.demo import NATIONAL_POINTS
+from poi_cli.seed import seed_points, write_dataset
 from poi_cli.supervisor import GaveUp, Supervisor
 from poi_shared import db
 from poi_shared.auth import Role, issue_token, katotth_scope, point_scope
@@ -54,7 +55,9 @@ def run(
     data_dir: DataDir = Path(".data"),
     namespace: Namespace = "poi",
     port_offset: Annotated[int, typer.Option(envvar="POI_PORT_OFFSET", help="Added to every port.")] = 0,
-    demo_points: Annotated[int, typer.Option(help="Demo points loaded into an empty register.")] = 300,
+    demo_points: Annotated[
+        int, typer.Option(min=0, max=50_000, help="Points of the national dataset loaded into an empty register.")
+    ] = NATIONAL_POINTS,
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for every /readyz.")] = 60.0,
 ) -> None:
     """Start PostgreSQL, NATS and Redis (embedded unless POI_*_URL are set) and the four services; Ctrl-C stops all.
@@ -84,11 +87,16 @@ def run(
         for server in infra.started:
             supervisor.adopt_server(server)
         database_urls = asyncio.run(stack.prepare_databases(infra.database_url, namespace))
-        loaded = asyncio.run(
-            seed_points(database_urls["registry"], namespace=namespace, count=demo_points, only_if_empty=True)
-        )
-        if loaded:
-            console.print(f"Loaded {loaded} demo points (settlements: GeoNames, CC BY 4.0).")
+        if demo_points:
+            started = time.monotonic()
+            report = asyncio.run(
+                seed_points(database_urls["registry"], namespace=namespace, count=demo_points, only_if_empty=True)
+            )
+            if report is not None:
+                console.print(
+                    f"Loaded {report.created} points of the national dataset in {time.monotonic() - started:.1f}s "
+                    "(settlements: GeoNames, CC BY 4.0)."
+                )
         secret = stack.auth_secret(data_dir)
         for service, port in service_ports.items():
             env = stack.service_env(service, infra, database_urls, namespace=namespace, secret=secret)
@@ -154,17 +162,65 @@ def migrate(
 
 @app.command()
 def seed(
-    count: Annotated[int, typer.Option(min=1, max=50_000, help="How many demo points.")] = 300,
+    count: Annotated[int, typer.Option(min=1, max=50_000, help="How many points.")] = NATIONAL_POINTS,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the dataset to this file (.csv, or .geojson) instead of loading it.")
+    ] = None,
     only_if_empty: Annotated[bool, typer.Option(help="Skip when the register holds points.")] = False,
 ) -> None:
-    """Register demo points in the registry database of POI_REGISTRY_DATABASE_URL."""
+    """Generate the national dataset (10,676 points over real settlements) and load it into the registry database
+    of POI_REGISTRY_DATABASE_URL through the import, or write it as an import file.
+
+    Points keep their dataset codes, so seeding again changes nothing.
+    """
+    if output is not None:
+        written = write_dataset(output, count=count)
+        console.print(f"wrote {written} points to {output} (settlements: GeoNames, CC BY 4.0)")
+        return
     from poi_registry.settings import RegistrySettings
 
     settings = RegistrySettings()
-    loaded = asyncio.run(
+    report = asyncio.run(
         seed_points(settings.database_url, namespace=settings.namespace, count=count, only_if_empty=only_if_empty)
     )
-    console.print(f"registered {loaded} points (settlements: GeoNames, CC BY 4.0)")
+    if report is None:
+        console.print("the register holds points; left as it is")
+        return
+    console.print(
+        f"{report.created} points registered, {report.updated} updated, {report.unchanged} unchanged "
+        "(settlements: GeoNames, CC BY 4.0)"
+    )
+
+
+@app.command(name="import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .csv or .geojson import file.")],
+    partial: Annotated[bool, typer.Option(help="Import the valid rows even if some are invalid.")] = False,
+    url: Annotated[str, typer.Option(envvar="POI_REGISTRY_URL", help="The registry's base URL.")] = "",
+    token: Annotated[
+        str | None, typer.Option(envvar="POI_TOKEN", help="Bearer token (default: a dev admin token).")
+    ] = None,
+    data_dir: DataDir = Path(".data"),
+) -> None:
+    """Upload a CSV or GeoJSON file to the registry's import, with a progress bar, and show its row-by-row report."""
+    from poi_cli.upload import upload_import
+
+    base = url or f"http://127.0.0.1:{stack.SERVICE_PORTS['registry'] + int(os.environ.get('POI_PORT_OFFSET', '0'))}"
+    bearer = token or issue_token(stack.auth_secret(data_dir.resolve()), subject="poi-import", roles=["admin"])
+    code = upload_import(file, base_url=base, token=bearer, partial=partial, console=console)
+    raise typer.Exit(code)
+
+
+@app.command(name="oblast-extents")
+def oblast_extents(
+    output: Annotated[Path, typer.Option(help="Where to write the file.")] = Path(
+        "services/registry/poi_registry/oblasts/oblast_extents.json"
+    ),
+) -> None:
+    """Regenerate the oblast extents the registry checks coordinates against (from GeoNames; for developers)."""
+    from poi_cli.extents import write_extents
+
+    console.print(f"wrote {write_extents(output)} oblasts to {output}")
 
 
 def _katotth_scope(values: list[str] | None) -> list[str] | None:
