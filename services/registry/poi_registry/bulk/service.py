@@ -38,6 +38,14 @@ IMPORT_REASON = "import"
 ALWAYS_WRITTEN = tuple(c for c in formats.REQUIRED_COLUMNS if c != "code")
 
 
+class ImportForbidden(Exception):
+    """Rows lie outside the caller's area: nothing was stored, whatever partial says."""
+
+    def __init__(self, problems: list[RowProblem]) -> None:
+        super().__init__(f"{len(problems)} rows lie outside your area")
+        self.problems = problems
+
+
 class ImportRejected(Exception):
     """Some rows are invalid and the import was all or nothing: nothing was stored."""
 
@@ -54,6 +62,7 @@ class Prepared:
     staged: list[tuple[Any, ...]]
     codes: dict[int, str]
     problems: dict[int, list[RowProblem]]
+    forbidden: list[RowProblem]
     written: list[str]
 
 
@@ -65,6 +74,7 @@ def prepare(body: bytes, *, media_type: str, max_rows: int, caller: Principal) -
     else:
         file, model = formats.read_geojson(body, max_rows=max_rows), FeatureRow
     problems: dict[int, list[RowProblem]] = defaultdict(list)
+    forbidden: list[RowProblem] = []
     staged: list[tuple[Any, ...]] = []
     codes: dict[int, str] = {}
     first_row: dict[str, int] = {}
@@ -90,7 +100,8 @@ def prepare(body: bytes, *, media_type: str, max_rows: int, caller: Principal) -
             continue
         first_row[point.code] = raw.number
         if not caller.coordinates(point.katotth):
-            fail(raw.number, "katotth", f"your account may not import points in {point.katotth}", "forbidden")
+            message = f"your account may not import points in {point.katotth}"
+            forbidden.append(RowProblem(row=raw.number, column="katotth", message=message, type="forbidden"))
             continue
         misplaced = place.misplaced(lat=point.lat, lon=point.lon, katotth=point.katotth)
         if misplaced is not None:
@@ -101,7 +112,8 @@ def prepare(body: bytes, *, media_type: str, max_rows: int, caller: Principal) -
         staged.append((raw.number, point.code, *(values[name] for name in data.POINT_FIELDS)))
         codes[raw.number] = point.code
     written = [*ALWAYS_WRITTEN, *(c for c in data.POINT_FIELDS if c in _fields_of(file.columns))]
-    return Prepared(len(file.rows), staged, codes, dict(problems), sorted(set(written), key=data.POINT_FIELDS.index))
+    fields = sorted(set(written), key=data.POINT_FIELDS.index)
+    return Prepared(len(file.rows), staged, codes, dict(problems), forbidden, fields)
 
 
 def _fields_of(columns: set[str]) -> set[str]:
@@ -131,8 +143,9 @@ async def import_points(
 ) -> ImportReport:
     """Import a CSV or GeoJSON file: rows match points by code; only changed points get a version and an event.
 
-    Every row is checked before anything is stored. Unless partial, one invalid row means nothing is stored
-    (ImportRejected); with partial, the valid rows are imported and the report lists the others.
+    Every row is checked before anything is stored. A row outside the caller's area stores nothing
+    (ImportForbidden). Unless partial, one invalid row means nothing is stored (ImportRejected); with partial,
+    the valid rows are imported and the report lists the others.
     """
     if not caller.has(Role.admin, Role.coordinator):
         raise NotAllowed("only admins and coordinators (inside their area) may import points")
@@ -145,7 +158,7 @@ async def import_points(
         for match in await data.staged_matches(conn):
             matched.add(match["row_no"])
             if not caller.coordinates(match["katotth"]):
-                prepared.problems.setdefault(match["row_no"], []).append(
+                prepared.forbidden.append(
                     RowProblem(
                         row=match["row_no"],
                         column="code",
@@ -154,6 +167,8 @@ async def import_points(
                         type="forbidden",
                     )
                 )
+        if prepared.forbidden:
+            raise ImportForbidden(sorted(prepared.forbidden, key=lambda p: p.row)[:MAX_LISTED_ERRORS])
         for row, code in prepared.codes.items():
             if row not in matched and REGISTRY_CODE.match(code):
                 prepared.problems.setdefault(row, []).append(

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.exceptions import HTTPException
 
 from poi_registry.bulk import formats, service
-from poi_registry.bulk.models import ImportReport
+from poi_registry.bulk.models import ImportReport, RowProblem
 from poi_registry.points.service import NotAllowed
 from poi_registry.points.views import Pool, Settings
 from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, forbid
@@ -74,6 +74,9 @@ async def import_points(
         )
     except NotAllowed as exc:
         raise forbid(str(exc)) from None
+    except service.ImportForbidden as exc:
+        first = "; ".join(f"row {p.row}: {p.message}" for p in exc.problems[:3])
+        return problem(403, reason(403), f"{exc} ({first}); nothing was imported", errors=_row_errors(exc.problems))
     except formats.TooManyRows as exc:
         raise HTTPException(413, str(exc)) from None
     except formats.FileInvalid as exc:
@@ -81,19 +84,23 @@ async def import_points(
         raise RequestValidationError([{"loc": location, "msg": exc.message, "type": exc.error_type}]) from None
     except service.ImportRejected as exc:
         report = exc.report
-        errors = [
-            {
-                "location": ".".join(p for p in ("body.row", str(e.row), e.column) if p),
-                "message": e.message,
-                "type": e.type,
-                "row": e.row,
-                "column": e.column,
-            }
-            for e in report.errors
-        ]
         first = "; ".join(f"row {e.row} {e.column}: {e.message}".replace("  ", " ") for e in report.errors[:3])
         detail = f"{report.failed} of {report.rows} rows are invalid, so nothing was imported ({first})"
-        return problem(422, reason(422), detail, errors=errors, report=report.model_dump())
+        return problem(422, reason(422), detail, errors=_row_errors(report.errors), report=report.model_dump())
+
+
+def _row_errors(problems: list[RowProblem]) -> list[dict[str, object]]:
+    """Row problems as a problem's errors: located body.row.<n>.<column>, with row and column apart too."""
+    return [
+        {
+            "location": ".".join(part for part in ("body.row", str(p.row), p.column) if part),
+            "message": p.message,
+            "type": p.type,
+            "row": p.row,
+            "column": p.column,
+        }
+        for p in problems
+    ]
 
 
 @router.get(
