@@ -393,7 +393,6 @@ async def insert_staged(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             SELECT gen_random_uuid(), t.code, {", ".join(f"t.{n}" for n in POINT_FIELDS)},
                    effective_visibility(t.visibility, t.katotth)
             FROM import_rows t WHERE NOT EXISTS (SELECT 1 FROM points p WHERE p.code = t.code)
-            ORDER BY t.row_no
             RETURNING {POINT_COLUMNS}"""
     )
 

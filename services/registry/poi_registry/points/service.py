@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from pydantic_core import to_json
 
 from poi_registry import data, events
 from poi_registry.oblasts.extents import extents
@@ -129,7 +130,7 @@ def history_entry(
         changed_by,
         point.updated_at,
         reason,
-        json.dumps(changes, ensure_ascii=False),
+        to_json(changes).decode(),  # pydantic's serializer: an import writes thousands of these
     )
 
 
