@@ -69,7 +69,7 @@ async def insert_point(conn: asyncpg.Connection, *, point_id: UUID, values: Mapp
             SELECT $1, substr({katotth}, 3, 2) || '-' || lpad(seq.n, greatest(6, length(seq.n)), '0'),
                    {placeholders}, effective_visibility({vis}, {katotth})
             FROM (SELECT nextval('point_code_seq')::text AS n) seq
-            RETURNING {POINT_COLUMNS}""",
+            RETURNING {POINT_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
         point_id,
         *params,
     )
@@ -80,7 +80,7 @@ async def insert_point(conn: asyncpg.Connection, *, point_id: UUID, values: Mapp
 async def get_point(conn: asyncpg.Connection, point_id: UUID, *, for_update: bool = False) -> asyncpg.Record | None:
     """One point, retired or not; locked for the caller's transaction with for_update."""
     lock = " FOR UPDATE" if for_update else ""
-    return await conn.fetchrow(f"SELECT {POINT_COLUMNS} FROM points WHERE id = $1{lock}", point_id)
+    return await conn.fetchrow(f"SELECT {POINT_COLUMNS} FROM points WHERE id = $1{lock}", point_id)  # noqa: S608 -- constant names and fragments only; values are parameters
 
 
 async def update_point(conn: asyncpg.Connection, *, point_id: UUID, values: Mapping[str, Any]) -> asyncpg.Record:
@@ -94,7 +94,7 @@ async def update_point(conn: asyncpg.Connection, *, point_id: UUID, values: Mapp
         f"""UPDATE points SET {", ".join(sets)}, effective_visibility = effective_visibility({vis}, {katotth}),
                               version = version + 1, updated_at = now()
             WHERE id = $1
-            RETURNING {POINT_COLUMNS}""",
+            RETURNING {POINT_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
         point_id,
         *(values[name] for name in names),
     )
@@ -107,7 +107,7 @@ async def set_retired(conn: asyncpg.Connection, *, point_id: UUID, retired: bool
     row = await conn.fetchrow(
         f"""UPDATE points SET retired_at = CASE WHEN $2 THEN now() END, version = version + 1, updated_at = now()
             WHERE id = $1
-            RETURNING {POINT_COLUMNS}""",
+            RETURNING {POINT_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
         point_id,
         retired,
     )
@@ -115,7 +115,7 @@ async def set_retired(conn: asyncpg.Connection, *, point_id: UUID, retired: bool
     return row
 
 
-async def count_points(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def count_points(conn: asyncpg.Connection) -> int:
     """How many points are registered."""
     return int(await conn.fetchval("SELECT count(*) FROM points"))
 
@@ -169,11 +169,11 @@ async def list_points(
     """One page of points in code order after the given code, and how many match over all pages."""
     conditions, params = _list_conditions(**filters)
     where = " AND ".join(conditions) or "true"
-    total = int(await conn.fetchval(f"SELECT count(*) FROM points WHERE {where}", *params))
+    total = int(await conn.fetchval(f"SELECT count(*) FROM points WHERE {where}", *params))  # noqa: S608 -- constant names and fragments only; values are parameters
     page_conditions = [*conditions, f"code > ${len(params) + 1}"] if after_code is not None else conditions
     page_params = [*params, after_code] if after_code is not None else params
     rows = await conn.fetch(
-        f"SELECT {POINT_COLUMNS} FROM points WHERE {' AND '.join(page_conditions) or 'true'}"
+        f"SELECT {POINT_COLUMNS} FROM points WHERE {' AND '.join(page_conditions) or 'true'}"  # noqa: S608 -- constant names and fragments only; values are parameters
         f" ORDER BY code LIMIT ${len(page_params) + 1}",
         *page_params,
         limit,
@@ -184,7 +184,7 @@ async def list_points(
 async def public_points(conn: asyncpg.Connection, *, prefetch: int) -> AsyncIterator[asyncpg.Record]:
     """Every active point the public may see, in code order, through a server-side cursor (in a transaction)."""
     query = (
-        f"SELECT {POINT_COLUMNS} FROM points"
+        f"SELECT {POINT_COLUMNS} FROM points"  # noqa: S608 -- a constant column list
         " WHERE retired_at IS NULL AND effective_visibility <> 'hidden' ORDER BY code"
     )
     async for row in conn.cursor(query, prefetch=prefetch):
@@ -287,7 +287,7 @@ async def apply_oblast_policy(conn: asyncpg.Connection, *, oblast: str, limit: i
             UPDATE points p SET effective_visibility = effective_visibility(p.visibility, p.katotth),
                                 version = p.version + 1, updated_at = now()
             FROM stale WHERE p.id = stale.id
-            RETURNING {point_columns("p")}, stale.old_visibility""",
+            RETURNING {point_columns("p")}, stale.old_visibility""",  # noqa: S608 -- constant names and fragments only; values are parameters
         oblast,
         limit,
     )
@@ -365,7 +365,7 @@ async def update_staged(
     differs = f"({', '.join(f'p.{n}' for n in columns)}) IS DISTINCT FROM ({', '.join(f't.{n}' for n in columns)})"
     old = await conn.fetch(
         f"""SELECT {point_columns("p")} FROM points p JOIN import_rows t ON t.code = p.code
-            WHERE {differs} ORDER BY p.id FOR UPDATE OF p"""
+            WHERE {differs} ORDER BY p.id FOR UPDATE OF p"""  # noqa: S608 -- constant names and fragments only; values are parameters
     )
     if not old:
         return [], []
@@ -379,7 +379,7 @@ async def update_staged(
                 FROM import_rows t WHERE t.code = p.code AND p.id = ANY($1::uuid[])
                 RETURNING p.*
             )
-            SELECT {point_columns("changed")} FROM changed ORDER BY id""",
+            SELECT {point_columns("changed")} FROM changed ORDER BY id""",  # noqa: S608 -- constant names and fragments only; values are parameters
         [row["id"] for row in old],
     )
     return old, new
@@ -393,7 +393,7 @@ async def insert_staged(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             SELECT gen_random_uuid(), t.code, {", ".join(f"t.{n}" for n in POINT_FIELDS)},
                    effective_visibility(t.visibility, t.katotth)
             FROM import_rows t WHERE NOT EXISTS (SELECT 1 FROM points p WHERE p.code = t.code)
-            RETURNING {POINT_COLUMNS}"""
+            RETURNING {POINT_COLUMNS}"""  # noqa: S608 -- constant names and fragments only; values are parameters
     )
 
 

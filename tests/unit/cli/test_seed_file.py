@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from poi_cli.main import app
 from poi_registry.bulk import formats
-from poi_registry.data import IMPORT_COLUMNS
 from poi_registry.bulk.service import prepare
+from poi_registry.data import IMPORT_COLUMNS
 from poi_shared.auth import Principal, Role
 
 ADMIN = Principal(subject="test", roles=frozenset({Role.admin}))

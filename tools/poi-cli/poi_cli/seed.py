@@ -5,8 +5,6 @@ import io
 import json
 from pathlib import Path
 
-import asyncpg
-
 from poi_cli.demo import DEMO_POLICIES, national_register
 from poi_registry import data as registry_data
 from poi_registry.bulk import formats
@@ -14,6 +12,7 @@ from poi_registry.bulk.models import ImportReport
 from poi_registry.bulk.service import import_points
 from poi_registry.oblasts.service import set_oblast_policy
 from poi_registry.settings import RegistrySettings
+from poi_shared import db
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import Visibility
 
@@ -71,11 +70,11 @@ async def seed_points(
     points is left alone.
     """
     settings = RegistrySettings(database_url=registry_database_url, namespace=namespace)
-    pool = await asyncpg.create_pool(registry_database_url, min_size=1, max_size=2)
-    assert pool is not None
+    pool = await db.create_pool(registry_database_url, timeout_s=settings.startup_timeout_s, min_size=1, max_size=2)
     try:
-        if only_if_empty and await registry_data.count_points(pool) > 0:
-            return None
+        async with db.connection(pool) as conn:
+            if only_if_empty and await registry_data.count_points(conn) > 0:
+                return None
         # Policies first, so the points are registered with their effective visibility at version 1.
         for oblast, visibility in DEMO_POLICIES.items():
             await set_oblast_policy(

@@ -25,6 +25,7 @@ from poi_registry.points.service import (
     storage_values,
     stored_point,
 )
+from poi_shared import db
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import POINT_REGISTERED, POINT_UPDATED
 from poi_shared.envelope import OutgoingMessage
@@ -151,7 +152,7 @@ async def import_points(
         raise NotAllowed("only admins and coordinators (inside their area) may import points")
     # Reading and validating thousands of rows is CPU work: off the event loop, so other requests keep flowing.
     prepared = await asyncio.to_thread(prepare, body, media_type=media_type, max_rows=max_rows, caller=caller)
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         await data.begin_import(conn)
         await data.stage_import(conn, prepared.staged)
         matched = set()
@@ -226,7 +227,7 @@ def _changes(
 
 async def public_points(pool: asyncpg.Pool) -> AsyncIterator[PublicPoint]:
     """Every active point the public may see, in its public view, from a server-side cursor."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with db.connection(pool) as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         async for row in data.public_points(conn, prefetch=500):
             yield public_view(stored_point(row))
 

@@ -8,6 +8,7 @@ import asyncpg
 from poi_registry import data, events
 from poi_registry.oblasts.extents import extents
 from poi_registry.points.service import NotAllowed, history_entry, stored_point
+from poi_shared import db
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import POINT_UPDATED, Visibility
 
@@ -23,7 +24,7 @@ async def oblast_policies(pool: asyncpg.Pool, *, caller: Principal) -> list[dict
     """Every oblast with the visibility its policy forces, for admins and coordinators."""
     if not caller.has(Role.admin, Role.coordinator):
         raise NotAllowed("only admins and coordinators may read oblast policies")
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         rows = {row["oblast"]: row for row in await data.oblast_policies(conn)}
     return [_policy(code, rows.get(code)) for code in sorted(extents().oblasts)]
 
@@ -48,7 +49,7 @@ async def set_oblast_policy(
         raise NotAllowed("only admins may set oblast policies")
     if oblast not in extents().oblasts:
         raise UnknownOblast(oblast)
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         await data.set_oblast_policy(conn, oblast=oblast, visibility=visibility.value, set_by=caller.subject)
         row = next((r for r in await data.oblast_policies(conn) if r["oblast"] == oblast), None)
     changed = await apply_oblast_policy(
@@ -68,7 +69,7 @@ async def apply_oblast_policy(
     """Give the oblast's points their effective visibility, batch by batch, each with history and event."""
     changed = 0
     while True:
-        async with pool.acquire() as conn, conn.transaction():
+        async with db.connection(pool) as conn, conn.transaction():
             rows = await data.apply_oblast_policy(conn, oblast=oblast, limit=batch_size)
             points = [stored_point({k: v for k, v in row.items() if k != "old_visibility"}) for row in rows]
             await events.emit_many(conn, namespace=namespace, events=[(POINT_UPDATED, p) for p in points])
@@ -87,7 +88,7 @@ async def apply_oblast_policy(
 
 async def apply_pending_policies(pool: asyncpg.Pool, *, namespace: str, batch_size: int) -> int:
     """Finish policy changes that were cut short (e.g. the process stopped mid-way); returns the points changed."""
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         lagging = await data.oblasts_out_of_policy(conn)
     changed = 0
     for oblast in lagging:

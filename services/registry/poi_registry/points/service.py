@@ -22,6 +22,7 @@ from poi_registry.points.models import (
     PublicPoint,
     StoredPoint,
 )
+from poi_shared import db
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import POINT_REGISTERED, POINT_RESTORED, POINT_RETIRED, POINT_UPDATED, Visibility
 from poi_shared.visibility import public_place
@@ -164,7 +165,7 @@ async def register_point(
     if not caller.coordinates(payload.katotth):
         raise NotAllowed(f"your account may not register points in {payload.katotth}")
     check_place(lat=payload.lat, lon=payload.lon, katotth=payload.katotth)
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         if idempotency_key is not None:
             digest = fingerprint(payload)
             claimed = await data.claim_idempotency_key(
@@ -194,7 +195,7 @@ async def register_point(
 
 async def get_point(pool: asyncpg.Pool, *, point_id: uuid.UUID) -> StoredPoint | None:
     """The point's current state, retired or not, or None."""
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         row = await data.get_point(conn, point_id)
     return stored_point(row) if row else None
 
@@ -240,7 +241,7 @@ async def update_point(
     namespace: str,
 ) -> StoredPoint:
     """Apply the changes as the next version with its history and updated event; nothing if nothing changes."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         point = await _locked_point(conn, caller, point_id)
         _may_change(caller, point, changes)
         if "katotth" in changes and not caller.coordinates(changes["katotth"]):
@@ -271,7 +272,7 @@ async def set_retired(
     namespace: str,
 ) -> StoredPoint:
     """Retire or restore the point as its next version, with history and event; nothing if it already is."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with db.connection(pool) as conn, conn.transaction():
         point = await _locked_point(conn, caller, point_id)
         if not caller.coordinates(point.katotth):
             raise NotAllowed(f"your account may not {'retire' if retired else 'restore'} point {point.id}")
@@ -319,7 +320,7 @@ async def list_points(
     after = decode_cursor(cursor) if cursor else None
     coordinator = caller is not None and Role.coordinator in caller.roles
     operator = caller is not None and Role.operator in caller.roles
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         rows, total = await data.list_points(
             conn,
             after_code=after,
@@ -343,7 +344,7 @@ async def point_history(
     pool: asyncpg.Pool, *, point_id: uuid.UUID, caller: Principal, before: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A point's versions, newest first, for its coordinators and admins; and the `before` of the next page."""
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         row = await data.get_point(conn, point_id)
         if row is None:
             raise PointNotFound(point_id)
@@ -359,5 +360,5 @@ async def point_history(
 
 async def prune_idempotency_keys(pool: asyncpg.Pool, *, ttl_s: float) -> int:
     """Forget idempotency keys older than their time to live."""
-    async with pool.acquire() as conn:
+    async with db.connection(pool) as conn:
         return await data.prune_idempotency_keys(conn, ttl_s=ttl_s)
