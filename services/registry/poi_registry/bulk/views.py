@@ -3,10 +3,9 @@
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from starlette.exceptions import HTTPException
 
 from poi_registry.bulk import formats, service
 from poi_registry.bulk.models import ImportReport, RowProblem
