@@ -173,9 +173,7 @@ async def list_points(
     if limit > settings.list_max_limit:
         raise invalid(("query", "limit"), f"at most {settings.list_max_limit}", "less_than_equal")
     if changed_since is not None and changed_since.tzinfo is None:
-        raise RequestValidationError(
-            [{"loc": ("query", "changed_since"), "msg": "give a time zone, e.g. Z", "type": "timezone_aware"}]
-        )
+        raise invalid(("query", "changed_since"), "give a time zone, e.g. 2026-01-19T00:00:00Z", "timezone_aware")
     filters = ListFilters(
         katotth=katotth,
         category=category,
@@ -187,7 +185,7 @@ async def list_points(
     try:
         page = await service.list_points(pool, filters=filters, caller=caller, cursor=cursor, limit=limit)
     except ValueError as exc:
-        raise RequestValidationError([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from None
+        raise invalid(("query", "cursor"), str(exc)) from None
     response.headers["Vary"] = "Authorization"
     return PointPage(
         items=[service.view_for(point, caller) for point in page.points], total=page.total, next_cursor=page.next_cursor
