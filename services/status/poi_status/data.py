@@ -1,68 +1,414 @@
 """Every SQL statement of the status service."""
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-STATUS_COLUMNS = "point_id, version, state, note, reported_by, reported_at"
+# The day a visitor was served is the day in Ukraine.
+DAY_ZONE = "Europe/Kyiv"
+STATUS_COLUMNS = (
+    "point_id, version, state, previous_state, cause, services, power, fuel_hours, low_fuel, internet, occupancy, "
+    "capacity, note, reported_by, reported_at, changed_at"
+)
+KNOWN_COLUMNS = (
+    "id, version, code, name_uk, settlement, katotth, category, capacity, services, schedule_kind, visibility, retired"
+)
+# Advisory lock keys, one per job that a single replica at a time must do.
+STALE_LOCK_KEY = 0x0B0C7
+CACHE_KEEPER_LOCK_KEY = 0x0B0C8
+PRUNE_LOCK_KEY = 0x0B0C9
+
+
+async def try_job_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """Take a job's lock for the caller's transaction; False if another replica holds it."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))
+
+
+# Known points
 
 
 async def upsert_known_point(
-    conn: asyncpg.Connection | asyncpg.Pool, *, point_id: UUID, version: int, katotth: str, retired: bool
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    point_id: UUID,
+    version: int,
+    code: str,
+    name_uk: str,
+    settlement: str,
+    katotth: str,
+    category: str,
+    capacity: int,
+    services: list[str],
+    schedule_kind: str,
+    visibility: str,
+    retired: bool,
 ) -> None:
-    """Remember a point from the registry; older versions never overwrite newer ones."""
+    """Remember a point from the registry (older versions never overwrite newer ones); it starts with no status."""
     await conn.execute(
-        """INSERT INTO known_points (id, version, katotth, retired) VALUES ($1, $2, $3, $4)
-           ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, katotth = EXCLUDED.katotth,
-                                          retired = EXCLUDED.retired
-           WHERE known_points.version < EXCLUDED.version""",
+        """WITH known AS (
+               INSERT INTO known_points (id, version, code, name_uk, settlement, katotth, category, capacity,
+                                         services, schedule_kind, visibility, retired, written_xid)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, pg_current_xact_id())
+               ON CONFLICT (id) DO UPDATE SET
+                   version = EXCLUDED.version, code = EXCLUDED.code, name_uk = EXCLUDED.name_uk,
+                   settlement = EXCLUDED.settlement, katotth = EXCLUDED.katotth, category = EXCLUDED.category,
+                   capacity = EXCLUDED.capacity, services = EXCLUDED.services,
+                   schedule_kind = EXCLUDED.schedule_kind, visibility = EXCLUDED.visibility,
+                   retired = EXCLUDED.retired, written_xid = EXCLUDED.written_xid
+               WHERE known_points.version < EXCLUDED.version
+               RETURNING id)
+           INSERT INTO point_status (point_id, version, state) SELECT id, 0, 'unknown' FROM known
+           ON CONFLICT (point_id) DO NOTHING""",
         point_id,
         version,
+        code,
+        name_uk,
+        settlement,
         katotth,
+        category,
+        capacity,
+        services,
+        schedule_kind,
+        visibility,
         retired,
     )
 
 
-async def get_known_point(conn: asyncpg.Connection, point_id: UUID) -> asyncpg.Record | None:
-    """The point as status knows it (id, katotth, retired)."""
-    return await conn.fetchrow("SELECT id, katotth, retired FROM known_points WHERE id = $1", point_id)
+async def known_points_since(conn: asyncpg.Connection, *, horizon: int | None) -> tuple[list[asyncpg.Record], int]:
+    """Points written by transactions from the horizon on (all when None), and the horizon for the next call.
+
+    The next horizon is the oldest transaction still running now: whatever commits after this read has a
+    transaction id at least that high, so no change is missed whatever order transactions commit in.
+    """
+    rows = await conn.fetch(
+        f"""SELECT {KNOWN_COLUMNS}, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
+            FROM known_points WHERE $1::bigint IS NULL OR written_xid >= $1::text::xid8""",  # noqa: S608 -- constant columns
+        horizon,
+    )
+    if rows:
+        return rows, rows[0]["horizon"]
+    return rows, await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
 
 
-async def save_report(
+async def known_points_by_id(conn: asyncpg.Connection, point_ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    """These points as status knows them (unknown ids are left out)."""
+    return await conn.fetch(
+        f"SELECT {KNOWN_COLUMNS} FROM known_points WHERE id = ANY($1::uuid[])",  # noqa: S608 -- constant columns
+        list(point_ids),
+    )
+
+
+# Current status and history
+
+
+async def lock_current(conn: asyncpg.Connection, point_id: UUID) -> asyncpg.Record | None:
+    """The point's current status with what status knows of the point, locked until the caller's transaction ends."""
+    return await conn.fetchrow(
+        """SELECT s.point_id, s.version, s.state, s.previous_state, s.cause, s.services, s.power, s.fuel_hours,
+                  s.low_fuel, s.internet, s.occupancy, s.capacity, s.note, s.reported_by, s.reported_at,
+                  s.changed_at, s.published_reported_at,
+                  k.katotth, k.category, k.capacity AS point_capacity, k.services AS offered, k.retired
+           FROM point_status s JOIN known_points k ON k.id = s.point_id
+           WHERE s.point_id = $1 FOR UPDATE OF s""",
+        point_id,
+    )
+
+
+async def save_version(
     conn: asyncpg.Connection,
     *,
     point_id: UUID,
-    state: str,
-    note: str | None,
-    reported_by: str,
-    reported_at: datetime,
+    values: dict[str, Any],
+    published: bool,
+    served: int,
+    katotth: str,
 ) -> asyncpg.Record:
-    """Make the report the point's current status (next version) and add it to the history."""
+    """Make the next version current, add it to the history and count the people served, in one statement."""
     row = await conn.fetchrow(
-        f"""INSERT INTO point_status (point_id, version, state, note, reported_by, reported_at)
-            VALUES ($1, 1, $2, $3, $4, $5)
-            ON CONFLICT (point_id) DO UPDATE SET version = point_status.version + 1, state = EXCLUDED.state,
-                note = EXCLUDED.note, reported_by = EXCLUDED.reported_by, reported_at = EXCLUDED.reported_at
-            RETURNING {STATUS_COLUMNS}""",  # noqa: S608 -- constant column list
+        f"""WITH saved AS (
+                UPDATE point_status SET version = version + 1, state = $2, previous_state = $3, cause = $4,
+                    services = $5::jsonb, power = $6, fuel_hours = $7, low_fuel = $8, internet = $9,
+                    occupancy = $10, capacity = $11, note = $12, reported_by = $13, reported_at = $14,
+                    changed_at = $15,
+                    published_reported_at = CASE WHEN $16 THEN $14 ELSE published_reported_at END
+                WHERE point_id = $1
+                RETURNING {STATUS_COLUMNS}),
+            history AS (
+                INSERT INTO status_reports ({STATUS_COLUMNS}, served)
+                SELECT {STATUS_COLUMNS}, $17 FROM saved),
+            visitors AS (
+                INSERT INTO visitors_daily (point_id, day, katotth, served)
+                SELECT point_id, ($14::timestamptz AT TIME ZONE '{DAY_ZONE}')::date, $18, $17 FROM saved
+                WHERE $17 > 0
+                ON CONFLICT (point_id, day) DO UPDATE SET served = visitors_daily.served + EXCLUDED.served)
+            SELECT * FROM saved""",  # noqa: S608 -- constant columns and zone
         point_id,
-        state,
-        note,
-        reported_by,
-        reported_at,
+        values["state"],
+        values["previous_state"],
+        values["cause"],
+        values["services"],
+        values["power"],
+        values["fuel_hours"],
+        values["low_fuel"],
+        values["internet"],
+        values["occupancy"],
+        values["capacity"],
+        values["note"],
+        values["reported_by"],
+        values["reported_at"],
+        values["changed_at"],
+        published,
+        served,
+        katotth,
     )
     assert row is not None
-    await conn.execute(
-        f"""INSERT INTO status_reports ({STATUS_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6)""",  # noqa: S608 -- constant column list
-        *row.values(),
-    )
     return row
 
 
-async def get_status(conn: asyncpg.Connection | asyncpg.Pool, point_id: UUID) -> asyncpg.Record | None:
-    """The point's current status, if it ever had a report."""
+async def get_version(conn: asyncpg.Connection, point_id: UUID, version: int) -> asyncpg.Record | None:
+    """One version of the point's status from the history."""
     return await conn.fetchrow(
-        f"SELECT {STATUS_COLUMNS} FROM point_status WHERE point_id = $1",  # noqa: S608 -- constant column list
+        f"SELECT {STATUS_COLUMNS} FROM status_reports WHERE point_id = $1 AND version = $2",  # noqa: S608 -- constant columns
+        point_id,
+        version,
+    )
+
+
+async def get_status(conn: asyncpg.Connection, point_id: UUID) -> asyncpg.Record | None:
+    """The point's current status (version 0 if it never had one); None for a point status does not know."""
+    return await conn.fetchrow(
+        f"SELECT {STATUS_COLUMNS} FROM point_status WHERE point_id = $1",  # noqa: S608 -- constant columns
         point_id,
     )
+
+
+async def get_statuses(conn: asyncpg.Connection, point_ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    """The current status of each of these points that status knows."""
+    return await conn.fetch(
+        f"SELECT {STATUS_COLUMNS} FROM point_status WHERE point_id = ANY($1::uuid[])",  # noqa: S608 -- constant columns
+        list(point_ids),
+    )
+
+
+async def current_statuses_after(conn: asyncpg.Connection, *, after: UUID | None, limit: int) -> list[asyncpg.Record]:
+    """Every point's current status that is a real version (not 0), by point id, one page after the given id."""
+    return await conn.fetch(
+        f"""SELECT {STATUS_COLUMNS} FROM point_status
+            WHERE version > 0 AND ($1::uuid IS NULL OR point_id > $1) ORDER BY point_id LIMIT $2""",  # noqa: S608 -- constant columns
+        after,
+        limit,
+    )
+
+
+# Idempotent reports
+
+
+async def find_request(conn: asyncpg.Connection, *, point_id: UUID, caller: str, key: str) -> asyncpg.Record | None:
+    """What an earlier report with this key made: its request hash and version."""
+    return await conn.fetchrow(
+        "SELECT request_hash, version FROM report_requests WHERE point_id = $1 AND caller = $2 AND key = $3",
+        point_id,
+        caller,
+        key,
+    )
+
+
+async def remember_request(
+    conn: asyncpg.Connection, *, point_id: UUID, caller: str, key: str, request_hash: bytes, version: int
+) -> None:
+    """Note the version a keyed report made, in its transaction."""
+    await conn.execute(
+        """INSERT INTO report_requests (point_id, caller, key, request_hash, version) VALUES ($1, $2, $3, $4, $5)""",
+        point_id,
+        caller,
+        key,
+        request_hash,
+        version,
+    )
+
+
+async def prune_requests(conn: asyncpg.Connection, *, older_than_s: float, batch: int) -> int:
+    """Forget up to batch idempotency keys older than older_than_s; returns how many."""
+    status = await conn.execute(
+        """DELETE FROM report_requests WHERE ctid = ANY(ARRAY(
+               SELECT ctid FROM report_requests WHERE created_at < now() - make_interval(secs => $1) LIMIT $2))""",
+        older_than_s,
+        batch,
+    )
+    return int(status.split()[-1])
+
+
+# Bulk changes: area activation and the stale sweep
+
+_SAVED_WITH_AREA = f"""
+    history AS (
+        INSERT INTO status_reports ({STATUS_COLUMNS}) SELECT {STATUS_COLUMNS} FROM saved)
+    SELECT saved.*, known_points.katotth FROM saved JOIN known_points ON known_points.id = saved.point_id
+    ORDER BY saved.point_id"""  # noqa: S608 -- constant columns
+
+
+async def switch_area(
+    conn: asyncpg.Connection,
+    *,
+    like_patterns: Sequence[str],
+    category: str | None,
+    state: str,
+    untouched: Sequence[str],
+    cause: str,
+    by: str,
+    at: datetime,
+) -> list[asyncpg.Record]:
+    """Put every on-blackout point of the areas that is not in an untouched state into state; returns the new versions.
+
+    Occupancy is forgotten: a point switched on or off starts a new shift, and its operator reports the people.
+    """
+    return await conn.fetch(
+        f"""WITH targets AS (
+                SELECT s.point_id FROM point_status s JOIN known_points k ON k.id = s.point_id
+                WHERE k.katotth LIKE ANY($1::text[]) AND k.schedule_kind = 'on_blackout' AND NOT k.retired
+                  AND ($2::text IS NULL OR k.category = $2) AND s.state <> ALL($4::text[])
+                ORDER BY s.point_id FOR UPDATE OF s),
+            saved AS (
+                UPDATE point_status s SET version = s.version + 1, previous_state = s.state, state = $3,
+                    cause = $5, occupancy = NULL, capacity = k.capacity, reported_by = $6, reported_at = $7,
+                    changed_at = $7, published_reported_at = $7
+                FROM targets t, known_points k WHERE s.point_id = t.point_id AND k.id = s.point_id
+                RETURNING {", ".join(f"s.{c.strip()}" for c in STATUS_COLUMNS.split(","))}),
+            {_SAVED_WITH_AREA}""",  # noqa: S608 -- constant columns
+        list(like_patterns),
+        category,
+        state,
+        list(untouched),
+        cause,
+        by,
+        at,
+    )
+
+
+async def count_area_points(
+    conn: asyncpg.Connection, *, prefixes: Sequence[str], category: str | None
+) -> dict[str, int]:
+    """How many on-blackout points in service each area (a KATOTTH prefix) holds."""
+    rows = await conn.fetch(
+        """SELECT p.prefix, count(k.id) AS points FROM unnest($1::text[]) AS p(prefix)
+           LEFT JOIN known_points k ON k.katotth LIKE p.prefix || '%' AND k.schedule_kind = 'on_blackout'
+                AND NOT k.retired AND ($2::text IS NULL OR k.category = $2)
+           GROUP BY p.prefix""",
+        list(prefixes),
+        category,
+    )
+    return {r["prefix"]: r["points"] for r in rows}
+
+
+async def downgrade_stale(
+    conn: asyncpg.Connection, *, now: datetime, after_s: dict[str, float], batch: int
+) -> list[asyncpg.Record]:
+    """Make up to batch open or full points that have not reported for too long unknown; returns the new versions.
+
+    Rows another transaction holds (a report being written) are skipped: that report is about to refresh them.
+    """
+    return await conn.fetch(
+        f"""WITH due AS (
+                SELECT s.point_id FROM point_status s JOIN known_points k ON k.id = s.point_id
+                WHERE s.state IN ('open', 'full') AND NOT k.retired
+                  AND s.reported_at < $1::timestamptz - make_interval(secs => CASE k.category
+                      WHEN 'state' THEN $2::float8 WHEN 'business' THEN $3::float8 ELSE $4::float8 END)
+                ORDER BY s.reported_at LIMIT $5 FOR UPDATE OF s SKIP LOCKED),
+            saved AS (
+                UPDATE point_status s SET version = s.version + 1, previous_state = s.state, state = 'unknown',
+                    cause = 'stale', changed_at = $1, published_reported_at = s.reported_at
+                FROM due WHERE s.point_id = due.point_id
+                RETURNING {", ".join(f"s.{c.strip()}" for c in STATUS_COLUMNS.split(","))}),
+            {_SAVED_WITH_AREA}""",  # noqa: S608 -- constant columns
+        now,
+        after_s["state"],
+        after_s["business"],
+        after_s["essential"],
+        batch,
+    )
+
+
+# Coordinators' lists and statistics
+
+ATTENTION_FILTERS = {
+    "stale": "s.state = 'unknown' AND s.cause = 'stale'",
+    "low_fuel": "s.low_fuel",
+    "full": "s.state = 'full'",
+}
+# Each list's order, most urgent first, as (sort expression, its SQL type) for the keyset cursor.
+ATTENTION_ORDER = {
+    "stale": ("s.reported_at", "timestamptz"),
+    "low_fuel": ("s.fuel_hours", "float8"),
+    "full": ("s.changed_at", "timestamptz"),
+}
+
+
+async def attention_list(
+    conn: asyncpg.Connection, *, kind: str, like_patterns: Sequence[str], after: tuple[str, UUID] | None, limit: int
+) -> list[asyncpg.Record]:
+    """Points in service in the areas that need a coordinator's attention, most urgent first, one page."""
+    order, sql_type = ATTENTION_ORDER[kind]
+    return await conn.fetch(
+        f"""SELECT {", ".join(f"s.{c.strip()}" for c in STATUS_COLUMNS.split(","))},
+                   k.code, k.name_uk, k.settlement, k.katotth, k.category, {order}::text AS sort_key
+            FROM point_status s JOIN known_points k ON k.id = s.point_id
+            WHERE {ATTENTION_FILTERS[kind]} AND NOT k.retired AND k.katotth LIKE ANY($1::text[])
+              AND ($2::text IS NULL OR ({order}, s.point_id) > ($2::{sql_type}, $3::uuid))
+            ORDER BY {order}, s.point_id LIMIT $4""",  # noqa: S608 -- constant filters and orders
+        list(like_patterns),
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+
+
+async def states_by_area(
+    conn: asyncpg.Connection, *, like_patterns: Sequence[str], digits: int
+) -> list[asyncpg.Record]:
+    """Points in service per area (the code cut to digits) and state, with how many are low on fuel."""
+    return await conn.fetch(
+        """SELECT left(k.katotth, $2) AS area, s.state, count(*) AS points,
+                  count(*) FILTER (WHERE s.low_fuel) AS low_fuel
+           FROM point_status s JOIN known_points k ON k.id = s.point_id
+           WHERE NOT k.retired AND k.katotth LIKE ANY($1::text[])
+           GROUP BY 1, 2 ORDER BY 1, 2""",
+        list(like_patterns),
+        digits,
+    )
+
+
+async def visitors_by_day(
+    conn: asyncpg.Connection, *, like_patterns: Sequence[str], since: date, until: date
+) -> list[asyncpg.Record]:
+    """People served per day in the areas, from since to until inclusive."""
+    return await conn.fetch(
+        """SELECT day, sum(served)::bigint AS served FROM visitors_daily
+           WHERE day BETWEEN $2 AND $3 AND katotth LIKE ANY($1::text[])
+           GROUP BY day ORDER BY day""",
+        list(like_patterns),
+        since,
+        until,
+    )
+
+
+async def visitors_by_area(
+    conn: asyncpg.Connection, *, like_patterns: Sequence[str], since: date, until: date, digits: int
+) -> list[asyncpg.Record]:
+    """People served per area (the code cut to digits) in the areas, from since to until inclusive."""
+    return await conn.fetch(
+        """SELECT left(katotth, $4) AS area, sum(served)::bigint AS served FROM visitors_daily
+           WHERE day BETWEEN $2 AND $3 AND katotth LIKE ANY($1::text[])
+           GROUP BY 1 ORDER BY 1""",
+        list(like_patterns),
+        since,
+        until,
+        digits,
+    )
+
+
+async def today(conn: asyncpg.Connection) -> date:
+    """Today's date in Ukraine."""
+    return await conn.fetchval(f"SELECT (now() AT TIME ZONE '{DAY_ZONE}')::date")

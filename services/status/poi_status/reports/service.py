@@ -1,142 +1,283 @@
-"""Recording reports: history, current status and event in one transaction; Redis after commit.
+"""Recording reports and reading current status.
 
-Redis holds each point's current status for fast reads, never longer than the cache TTL counted from a moment at
-which the status was known current in PostgreSQL (just before the report's commit, or just before the read that
-filled the cache). Every later commit comes after that moment, so an entry outlives any newer commit by less than
-the TTL: a read never shows a version older than one committed cache_ttl_s ago. Normally it is fresh at once: after
-the commit the new version is written, or, if Redis refuses that write, the entry is deleted (retried).
+A report is merged into the current status and stored as its next version, with its history row, its visitors
+and its events, in one transaction; Redis is written after the commit (see poi_status.cache).
+
+Events: `changed` when anything a reader sees changed (state, a service's availability, power, fuel, low fuel,
+internet, occupancy, capacity, note), and `low_fuel` beside it when the fuel has just dropped under the threshold.
+A report that changes nothing still confirms the status: its version carries the new reported_at, and it is
+published as a `changed` event too when the last published reported_at is at least CONFIRM_EVENT_INTERVAL_S old,
+so search can say "confirmed N min ago" without an event for every tap on "still open". Versions not published
+leave gaps in the versions consumers see.
 """
 
+import hashlib
+import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import redis.asyncio as redis
-from fastapi import HTTPException
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from poi_shared import db
-from poi_shared.auth import Principal, forbid
-from poi_shared.contracts import StatusState
-from poi_status import data, events
-from poi_status.reports.models import StatusReport
+from poi_shared.auth import Principal
+from poi_shared.contracts import OpenState, StatusState
+from poi_shared.outbox import enqueue_many
+from poi_status import cache, data, events
+from poi_status.points.service import Directory
+from poi_status.reports.models import OVERCROWDING, PublicStatus, StatusReport
+from poi_status.settings import StatusSettings
 
 log = logging.getLogger(__name__)
+# What a reader sees besides the services: a change in any of these is published at once.
+CONTENT_FIELDS = ("state", "power", "fuel_hours", "low_fuel", "internet", "occupancy", "capacity", "note")
 
 
-def redis_key(namespace: str, point_id: UUID) -> str:
-    """Where the current status of a point lives in Redis."""
-    return f"{namespace}:status:{point_id}"
+class PointNotFound(Exception):
+    """Status knows no such point (or, for public reads, the public may not see it)."""
+
+
+class NotAllowed(Exception):
+    """The caller may not report on the point."""
+
+
+class PointRetired(Exception):
+    """The registry retired the point."""
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key came back with a different report."""
+
+
+class InvalidReport(Exception):
+    """The report cannot apply to this point; location names the part of the body."""
+
+    def __init__(self, location: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.location = location
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The status a report made, and whether it was an earlier attempt's answer given again."""
+
+    state: StatusState
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Merged:
+    """A report merged into the current status: the next version's values, and what to publish."""
+
+    values: dict[str, Any]
+    publish: bool
+    low_fuel_began: bool
 
 
 async def record_report(
     pool: asyncpg.Pool,
-    cache: redis.Redis,
+    redis_client: redis.Redis,
     *,
     point_id: UUID,
     report: StatusReport,
     caller: Principal,
-    namespace: str,
-    cache_ttl_s: float,
-) -> StatusState:
-    """Check the caller may report on the point, then store the report and its event."""
+    idempotency_key: str | None,
+    settings: StatusSettings,
+) -> Recorded:
+    """Check the caller may report on the point, then store the report as the next version, once per key."""
     known_at = time.monotonic()  # before the commit, so the cached entry expires within the TTL of any later one
+    request_hash = hashlib.sha256(report.model_dump_json(exclude_unset=True).encode()).digest()
     async with db.connection(pool) as conn, conn.transaction():
-        point = await data.get_known_point(conn, point_id)
-        if point is None:
-            raise HTTPException(404, f"no point {point_id} (a newly registered point takes a moment to arrive)")
-        if not caller.operates(point_id, point["katotth"]):
-            raise forbid(f"your account may not report on point {point_id}")
-        if point["retired"]:
-            raise HTTPException(409, f"point {point_id} is retired")
-        row = await data.save_report(
+        current = await data.lock_current(conn, point_id)
+        if current is None:
+            raise PointNotFound(f"no point {point_id} (a newly registered point takes a moment to arrive)")
+        if not caller.operates(point_id, current["katotth"]):
+            raise NotAllowed(f"your account may not report on point {point_id}")
+        if idempotency_key is not None:
+            earlier = await data.find_request(conn, point_id=point_id, caller=caller.subject, key=idempotency_key)
+            if earlier is not None:
+                if earlier["request_hash"] != request_hash:
+                    raise KeyReused("this Idempotency-Key was used for a different report; use a new key")
+                row = await data.get_version(conn, point_id, earlier["version"])
+                assert row is not None
+                return Recorded(events.status_state(row), replayed=True)
+        if current["retired"]:
+            raise PointRetired(f"point {point_id} is retired")
+        merged = merge_report(
+            current,
+            report,
+            caller=caller.subject,
+            now=datetime.now(UTC),
+            low_fuel_hours=settings.low_fuel_hours,
+            confirm_event_interval_s=settings.confirm_event_interval_s,
+        )
+        row = await data.save_version(
             conn,
             point_id=point_id,
-            state=report.state,
-            note=report.note,
-            reported_by=caller.subject,
-            reported_at=datetime.now(UTC),
+            values=merged.values,
+            published=merged.publish,
+            served=report.served,
+            katotth=current["katotth"],
         )
+        if idempotency_key is not None:
+            await data.remember_request(
+                conn,
+                point_id=point_id,
+                caller=caller.subject,
+                key=idempotency_key,
+                request_hash=request_hash,
+                version=row["version"],
+            )
         state = events.status_state(row)
-        await events.emit_status_changed(conn, namespace=namespace, state=state)
-    await _cache_committed(cache, redis_key(namespace, point_id), state, expires_at=known_at + cache_ttl_s)
-    return state
+        if merged.publish:
+            messages = events.report_messages(settings.namespace, state, low_fuel_began=merged.low_fuel_began)
+            await enqueue_many(conn, messages)
+    await cache.cache_committed(redis_client, settings.namespace, [state], expires_at=known_at + settings.cache_ttl_s)
+    return Recorded(state, replayed=False)
 
 
-async def current_status(
-    pool: asyncpg.Pool, cache: redis.Redis, *, point_id: UUID, namespace: str, cache_ttl_s: float
-) -> StatusState | None:
-    """The current status from Redis, falling back to PostgreSQL when Redis misses or is down."""
-    key = redis_key(namespace, point_id)
+def merge_report(
+    current: Mapping[str, Any],
+    report: StatusReport,
+    *,
+    caller: str,
+    now: datetime,
+    low_fuel_hours: float,
+    confirm_event_interval_s: float,
+) -> Merged:
+    """The next version: the report over the current status, with full and low fuel derived.
+
+    current is the locked row with what status knows of the point (capacity, offered services).
+    """
+    given = report.model_fields_set
+    offered = set(current["offered"])
+    capacity: int | None = current["point_capacity"]
+    for service in report.services:
+        if service.value not in offered:
+            listed = ", ".join(sorted(offered)) or "none"
+            raise InvalidReport(
+                ("body", "services", service.value), f"the point does not offer {service.value} (it offers: {listed})"
+            )
+    if report.occupancy is not None and capacity is not None and report.occupancy > OVERCROWDING * capacity:
+        raise InvalidReport(
+            ("body", "occupancy"),
+            f"{report.occupancy} people is more than {OVERCROWDING} times the point's capacity of {capacity}",
+        )
+
+    old_services: dict[str, Any] = json.loads(current["services"])
+    # Services the point no longer offers are dropped; those reported are confirmed now.
+    services = {name: s for name, s in old_services.items() if name in offered}
+    for service, available in report.services.items():
+        services[service.value] = {"available": available, "confirmed_at": now.isoformat()}
+
+    values: dict[str, Any] = {f: current[f] for f in ("power", "fuel_hours", "internet", "occupancy", "note")}
+    for name in ("power", "internet"):
+        if name in given:
+            value = getattr(report, name)
+            values[name] = value.value if value is not None else None
+    for name in ("fuel_hours", "occupancy"):
+        if name in given:
+            values[name] = getattr(report, name)
+    if "note" in given:
+        values["note"] = report.note or None  # an empty note clears it, as null does
+
+    state = report.state or current["state"]
+    if state == OpenState.unknown:
+        raise InvalidReport(
+            ("body", "state"),
+            "the point's status is unknown (never reported, or not confirmed for too long): "
+            "say whether it is open, closed, full or standby",
+        )
+    occupancy = values["occupancy"]
+    if capacity is not None and occupancy is not None:
+        if state == OpenState.open and occupancy >= capacity:
+            state = OpenState.full
+        elif (
+            state == OpenState.full and report.state != OpenState.full and "occupancy" in given and occupancy < capacity
+        ):
+            state = OpenState.open  # places freed up
+
+    first = current["version"] == 0
+    low_fuel = values["fuel_hours"] is not None and values["fuel_hours"] < low_fuel_hours
+    values.update(
+        state=str(state),
+        previous_state=None if first else current["state"],
+        cause="report",
+        services=json.dumps(services),
+        low_fuel=low_fuel,
+        capacity=capacity,
+        reported_by=caller,
+        reported_at=now,
+    )
+    changed = (
+        first
+        or any(values[f] != current[f] for f in CONTENT_FIELDS)
+        or _availability(services) != _availability(old_services)
+    )
+    values["changed_at"] = now if changed else current["changed_at"]
+    last_published = current["published_reported_at"]
+    confirmation_due = last_published is None or (now - last_published).total_seconds() >= confirm_event_interval_s
+    return Merged(values, publish=changed or confirmation_due, low_fuel_began=low_fuel and not current["low_fuel"])
+
+
+def _availability(services: Mapping[str, Any]) -> dict[str, bool]:
+    """Which services work, without when that was confirmed."""
+    return {name: bool(s["available"]) for name, s in services.items()}
+
+
+async def public_statuses(
+    pool: asyncpg.Pool,
+    redis_client: redis.Redis,
+    directory: Directory,
+    *,
+    point_ids: Sequence[UUID],
+    namespace: str,
+    cache_ttl_s: float,
+) -> dict[UUID, StatusState | None]:
+    """The current status of those points the public may see (None: never had one), from Redis or else PostgreSQL."""
+    visible = await directory.public(pool, point_ids)
+    found: dict[UUID, StatusState | None] = {}
     try:
-        cached = await cache.get(key)
-        if cached:
-            return StatusState.model_validate_json(cached)
+        found.update(await cache.read_cached(redis_client, namespace, visible))
     except redis.RedisError as exc:
         log.warning("redis unavailable, reading status from postgresql: %r", exc)
-    known_at = time.monotonic()
-    async with db.connection(pool) as conn:
-        row = await data.get_status(conn, point_id)
-    if row is None:
-        return None
-    state = events.status_state(row)
-    try:
-        await cache_if_newer(cache, key, state, expires_at=known_at + cache_ttl_s)
-    except redis.RedisError as exc:  # a miss stays a miss: the next read goes to PostgreSQL again
-        log.warning("cannot cache status of %s: %r", point_id, exc)
-    return state
+    missing = [p for p in visible if p not in found]
+    if missing:
+        known_at = time.monotonic()
+        async with db.connection(pool) as conn:
+            rows = await data.get_statuses(conn, missing)
+        read = [events.status_state(r) for r in rows if r["version"] > 0]
+        found.update({r["point_id"]: None for r in rows if r["version"] == 0})
+        found.update({s.point_id: s for s in read})
+        try:
+            await cache.cache_many(redis_client, namespace, read, expires_at=known_at + cache_ttl_s)
+        except redis.RedisError as exc:  # a miss stays a miss: the next read goes to PostgreSQL again
+            log.warning("cannot cache %d statuses: %r", len(read), exc)
+    return {p: found[p] for p in visible if p in found}
 
 
-async def is_known(pool: asyncpg.Pool, *, point_id: UUID) -> bool:
-    """Whether the registry's events have told status of this point."""
-    async with db.connection(pool) as conn:
-        return await data.get_known_point(conn, point_id) is not None
+def public_view(point_id: UUID, state: StatusState | None, *, now: datetime) -> PublicStatus:
+    """What the public sees of a status: everything but who reported, and how old the last confirmation is."""
+    if state is None:
+        return PublicStatus(point_id=point_id, version=0, state=OpenState.unknown)
+    return PublicStatus(
+        **state.model_dump(exclude={"reported_by"}),
+        age_s=max(0, int((now - state.reported_at).total_seconds())),
+    )
 
 
-async def cache_if_newer(cache: redis.Redis, key: str, state: StatusState, *, expires_at: float) -> bool:
-    """Cache the state until expires_at (monotonic) unless Redis holds the same or a newer version."""
-    ttl_ms = int((expires_at - time.monotonic()) * 1000)
-    if ttl_ms <= 0:
-        return False
-    stored = await cache.eval(CACHE_NEWER, 1, key, state.version, state.model_dump_json(), ttl_ms)
-    return bool(stored)
-
-
-async def _cache_committed(cache: redis.Redis, key: str, state: StatusState, *, expires_at: float) -> None:
-    """After the commit: cache the new version, or else delete the older one so reads go to PostgreSQL."""
-    try:
-        if time.monotonic() < expires_at:  # a commit that took longer than the TTL is not cached
-            await cache_if_newer(cache, key, state, expires_at=expires_at)
-            return
-    except redis.RedisError as exc:
-        log.warning("cannot cache status of %s, deleting the cached one: %r", state.point_id, exc)
-    try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(3),
-            wait=wait_exponential(multiplier=0.05, max=0.2),
-            retry=retry_if_exception_type(redis.RedisError),
-            reraise=True,
-        ):
-            with attempt:
-                await cache.delete(key)
-    except redis.RedisError as exc:
-        # Still bounded: the older entry expires within the TTL of this commit.
-        log.error("cannot delete cached status of %s; it expires within the cache TTL: %r", state.point_id, exc)
-
-
-# Set the key, with its TTL, only if it holds an older version (reports commit out of order across replicas, and a
-# read may fill the cache with what it read before a newer report committed). Equal versions leave the key alone.
-CACHE_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, decoded = pcall(cjson.decode, current)
-  if ok and type(decoded) == 'table' and tonumber(decoded['version']) and
-     tonumber(decoded['version']) >= tonumber(ARGV[1]) then
-    return 0
-  end
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-return 1
-"""
+async def forget_idempotency_keys(pool: asyncpg.Pool, *, older_than_s: float, batch: int = 5000) -> int:
+    """Forget idempotency keys older than the retention, in bounded batches; returns how many."""
+    forgotten = 0
+    while True:
+        async with db.connection(pool) as conn:
+            count = await data.prune_requests(conn, older_than_s=older_than_s, batch=batch)
+        forgotten += count
+        if count < batch:
+            return forgotten

@@ -1,79 +1,132 @@
-"""HTTP routes for status reports."""
+"""HTTP routes for status reports and public reads of current status."""
 
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
-import redis.asyncio as redis
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 
-from poi_shared.auth import CurrentPrincipal
-from poi_shared.contracts import OpenState, StatusState
+from poi_shared.auth import CurrentPrincipal, forbid
+from poi_shared.errors import invalid
 from poi_shared.openapi import problems
+from poi_status.dependencies import Known, Pool, Redis, Settings
 from poi_status.reports import service
-from poi_status.reports.models import StatusReport, StatusView
+from poi_status.reports.models import REPORT_MAX_BYTES, PublicStatus, PublicStatuses, StatusReport
 
-router = APIRouter(prefix="/v1/points", tags=["status"])
-
-
-def get_pool(request: Request) -> asyncpg.Pool:
-    """The status database pool."""
-    return request.app.state.pool
+router = APIRouter(tags=["status"])
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7E]{1,128}$"
 
 
-def get_cache(request: Request) -> redis.Redis:
-    """The Redis client holding current status."""
-    return request.app.state.redis
-
-
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
-Cache = Annotated[redis.Redis, Depends(get_cache)]
+async def report_body_limit(request: Request) -> None:
+    """413 for a report larger than a report can be (the app's own limit is much larger)."""
+    declared = request.headers.get("content-length", "")
+    if (declared.isdigit() and int(declared) > REPORT_MAX_BYTES) or len(await request.body()) > REPORT_MAX_BYTES:
+        raise HTTPException(413, f"a status report may hold at most {REPORT_MAX_BYTES} bytes")
 
 
 @router.post(
-    "/{point_id}/status",
+    "/v1/points/{point_id}/status",
     status_code=201,
-    response_model=StatusView,
+    response_model=PublicStatus,
     summary="Report a point's status",
-    responses=problems(404, 409),
+    responses={
+        **problems(404, 409),
+        201: {
+            "description": "The point's status after the report.",
+            "headers": {
+                "Idempotent-Replayed": {
+                    "description": "`true` when this answers a retry of a report already applied.",
+                    "schema": {"type": "string", "enum": ["true"]},
+                }
+            },
+        },
+    },
+    dependencies=[Depends(report_body_limit)],
 )
 async def report_status(
-    point_id: UUID, report: StatusReport, request: Request, pool: Pool, cache: Cache, caller: CurrentPrincipal
-) -> StatusView:
-    """The point's operator (or its area's coordinator) says whether it is open."""
-    state = await service.record_report(
-        pool,
-        cache,
-        point_id=point_id,
-        report=report,
-        caller=caller,
-        namespace=request.app.state.settings.namespace,
-        cache_ttl_s=request.app.state.settings.cache_ttl_s,
-    )
-    return _view(state)
+    point_id: UUID,
+    report: StatusReport,
+    response: Response,
+    pool: Pool,
+    redis_client: Redis,
+    settings: Settings,
+    caller: CurrentPrincipal,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Any unique string (e.g. a UUID) per report: a retry with the same key is applied once and "
+            "answered as the first attempt was (with `Idempotent-Replayed: true`). Kept for 24 hours.",
+        ),
+    ] = None,
+) -> PublicStatus:
+    """The point's operator (or its area's coordinator, or an admin) says how the point is doing right now."""
+    try:
+        recorded = await service.record_report(
+            pool,
+            redis_client,
+            point_id=point_id,
+            report=report,
+            caller=caller,
+            idempotency_key=idempotency_key,
+            settings=settings,
+        )
+    except service.PointNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except service.NotAllowed as exc:
+        raise forbid(str(exc)) from exc
+    except service.PointRetired as exc:
+        raise HTTPException(409, str(exc)) from exc
+    except service.KeyReused as exc:
+        raise invalid(("header", "Idempotency-Key"), str(exc), "idempotency_key_reused") from exc
+    except service.InvalidReport as exc:
+        raise invalid(exc.location, exc.message) from exc
+    if recorded.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return service.public_view(point_id, recorded.state, now=datetime.now(UTC))
 
 
 @router.get(
-    "/{point_id}/status", response_model=StatusView, summary="Read a point's current status", responses=problems(404)
+    "/v1/points/{point_id}/status",
+    response_model=PublicStatus,
+    summary="Read a point's current status",
+    responses=problems(404),
 )
-async def read_status(point_id: UUID, request: Request, pool: Pool, cache: Cache) -> StatusView:
-    """Public: the last confirmed status, or unknown if the point never reported."""
-    settings = request.app.state.settings
-    state = await service.current_status(
-        pool, cache, point_id=point_id, namespace=settings.namespace, cache_ttl_s=settings.cache_ttl_s
+async def read_status(
+    point_id: UUID, pool: Pool, redis_client: Redis, directory: Known, settings: Settings
+) -> PublicStatus:
+    """Public: the last confirmed status and its age, or unknown if the point never had one."""
+    found = await service.public_statuses(
+        pool,
+        redis_client,
+        directory,
+        point_ids=[point_id],
+        namespace=settings.namespace,
+        cache_ttl_s=settings.cache_ttl_s,
     )
-    if state is not None:
-        return _view(state)
-    if not await service.is_known(pool, point_id=point_id):
+    if point_id not in found:
         raise HTTPException(404, f"no point {point_id}")
-    return StatusView(point_id=str(point_id), state=OpenState.unknown, version=0)
+    return service.public_view(point_id, found[point_id], now=datetime.now(UTC))
 
 
-def _view(state: StatusState) -> StatusView:
-    return StatusView(
-        point_id=str(state.point_id),
-        state=state.state,
-        version=state.version,
-        note=state.note,
-        reported_at=state.reported_at.isoformat(),
+@router.get("/v1/status/points", response_model=PublicStatuses, summary="Read the current status of many points")
+async def read_statuses(
+    pool: Pool,
+    redis_client: Redis,
+    directory: Known,
+    settings: Settings,
+    ids: Annotated[list[UUID], Query(min_length=1, description="Point ids, repeated: ?ids=…&ids=… (100 at most).")],
+) -> PublicStatuses:
+    """Public: the current status of each point asked for; unknown, hidden and retired ones are listed as missing."""
+    if len(ids) > settings.max_ids:
+        raise invalid(("query", "ids"), f"at most {settings.max_ids} ids at once", "too_long")
+    wanted = list(dict.fromkeys(ids))
+    found = await service.public_statuses(
+        pool, redis_client, directory, point_ids=wanted, namespace=settings.namespace, cache_ttl_s=settings.cache_ttl_s
+    )
+    now = datetime.now(UTC)
+    return PublicStatuses(
+        items=[service.public_view(p, found[p], now=now) for p in wanted if p in found],
+        missing=[p for p in wanted if p not in found],
     )

@@ -1,0 +1,43 @@
+"""What routes take from the running app, as Annotated aliases that keep route signatures short."""
+
+from typing import Annotated
+
+import asyncpg
+import redis.asyncio as redis
+from fastapi import Depends, Request
+from nats.js import JetStreamContext
+
+from poi_status.points.service import Directory
+from poi_status.settings import StatusSettings
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    """The status database pool."""
+    return request.app.state.pool
+
+
+def get_redis(request: Request) -> redis.Redis:
+    """The Redis client holding current status."""
+    return request.app.state.redis
+
+
+def get_settings(request: Request) -> StatusSettings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
+def get_directory(request: Request) -> Directory:
+    """This replica's directory of known points."""
+    return request.app.state.directory
+
+
+def get_jetstream(request: Request) -> JetStreamContext:
+    """The JetStream context (the live feed reads the status stream)."""
+    return request.app.state.jetstream
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+Redis = Annotated[redis.Redis, Depends(get_redis)]
+Settings = Annotated[StatusSettings, Depends(get_settings)]
+Known = Annotated[Directory, Depends(get_directory)]
+JetStream = Annotated[JetStreamContext, Depends(get_jetstream)]

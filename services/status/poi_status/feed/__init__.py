@@ -1,0 +1,1 @@
+"""The live feed: status changes as Server-Sent Events, for maps and integrators."""

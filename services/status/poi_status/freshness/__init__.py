@@ -1,0 +1,1 @@
+"""Freshness: points that stop reporting are downgraded to unknown."""

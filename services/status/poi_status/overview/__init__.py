@@ -1,0 +1,1 @@
+"""Overview: coordinators' lists of points needing attention, and statistics."""

@@ -1,0 +1,1 @@
+"""Points: what status knows of the register, from its events."""
