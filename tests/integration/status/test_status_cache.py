@@ -1,4 +1,5 @@
-"""A status read is never older than what was committed beyond the cache TTL, even when Redis refuses the write.
+"""A status read is never older than what was committed beyond the cache TTL, even when Redis refuses the write;
+and Redis, once it lost its data, is filled again from PostgreSQL.
 
 Redis is a server of the test's own, so its ACL can be changed: the app's user keeps GET but loses the script
 (and DEL) that write the cache after the commit, which is exactly the write that fails.
@@ -21,11 +22,10 @@ from poi_cli import embedded, stack
 from poi_shared import db
 from poi_shared.auth import issue_token
 from poi_shared.contracts import OpenState, StatusState
-from poi_status import data
+from poi_status import cache, data
 from poi_status.app import MIGRATIONS, create_app
-from poi_status.reports import service
 from poi_status.settings import StatusSettings
-from tests.integration.inprocess import serving
+from tests.integration.inprocess import eventually, serving
 
 pytestmark = pytest.mark.integration
 SECRET = "status-cache-test-secret-0123456789abcdef"
@@ -76,7 +76,21 @@ async def known_point(database_url: str) -> uuid.UUID:
     point_id = uuid.uuid4()
     pool = await db.create_pool(database_url, timeout_s=10)
     try:
-        await data.upsert_known_point(pool, point_id=point_id, version=1, katotth=KATOTTH, retired=False)
+        await data.upsert_known_point(
+            pool,
+            point_id=point_id,
+            version=1,
+            code=f"T-{point_id.hex[:6].upper()}",
+            name_uk="Пункт",
+            settlement="Київ",
+            katotth=KATOTTH,
+            category="state",
+            capacity=100,
+            services=["heat"],
+            schedule_kind="always",
+            visibility="public",
+            retired=False,
+        )
     finally:
         await pool.close()
     return point_id
@@ -108,7 +122,7 @@ async def test_when_redis_refuses_the_write_after_commit_the_old_version_is_dele
     status_settings: StatusSettings, admin: aioredis.Redis
 ) -> None:
     point_id = await known_point(status_settings.database_url)
-    key = service.redis_key(status_settings.namespace, point_id)
+    key = cache.redis_key(status_settings.namespace, point_id)
     async with serving(create_app(status_settings)) as client:
         first = await client.post(f"/v1/points/{point_id}/status", json={"state": "open"}, headers=operator(point_id))
         assert first.status_code == 201 and first.json()["version"] == 1
@@ -133,7 +147,7 @@ async def test_when_redis_refuses_every_write_the_old_version_lives_no_longer_th
     ttl_s = 2.0
     settings = status_settings.model_copy(update={"cache_ttl_s": ttl_s})
     point_id = await known_point(settings.database_url)
-    key = service.redis_key(settings.namespace, point_id)
+    key = cache.redis_key(settings.namespace, point_id)
     async with serving(create_app(settings)) as client:
         first = await client.post(f"/v1/points/{point_id}/status", json={"state": "open"}, headers=operator(point_id))
         assert first.status_code == 201
@@ -196,14 +210,14 @@ async def shared_redis(infra: stack.Infrastructure) -> AsyncIterator[aioredis.Re
     await client.aclose()
 
 
-async def test_the_cache_script_keeps_newer_versions_and_ignores_equal_ones(
+async def test_the_cache_script_keeps_newer_versions_and_only_extends_equal_ones(
     shared_redis: aioredis.Redis, namespace: str
 ) -> None:
     point_id = uuid.uuid4()
-    key = service.redis_key(namespace, point_id)
+    key = cache.redis_key(namespace, point_id)
 
-    async def cache(version: int, note: str) -> bool:
-        return await service.cache_if_newer(
+    async def offer(version: int, note: str) -> bool:
+        return await cache.cache_if_newer(
             shared_redis, key, state(point_id, version, note), expires_at=time.monotonic() + 60
         )
 
@@ -212,24 +226,26 @@ async def test_the_cache_script_keeps_newer_versions_and_ignores_equal_ones(
         return cached.version, cached.note or ""
 
     try:
-        assert await cache(2, "second")
+        assert await offer(2, "second")
         assert await held() == (2, "second")
         assert 0 < await shared_redis.pttl(key) <= 60_000
 
-        assert not await cache(1, "first, late"), "an older version must never overwrite a newer one"
+        assert not await offer(1, "first, late"), "an older version must never overwrite a newer one"
         assert await held() == (2, "second")
 
-        assert not await cache(2, "second, again"), "an equal version must be a no-op"
+        await shared_redis.pexpire(key, 1000)
+        assert not await offer(2, "second, again"), "an equal version is not written again"
         assert await held() == (2, "second")
+        assert await shared_redis.pttl(key) > 1000, "but it may live as long as the later of its two expiries"
 
-        assert await cache(3, "third")
+        assert await offer(3, "third")
         assert await held() == (3, "third")
 
         await shared_redis.set(key, b"not json")
-        assert await cache(1, "over garbage"), "an unreadable entry is replaced"
+        assert await offer(1, "over garbage"), "an unreadable entry is replaced"
         assert await held() == (1, "over garbage")
 
-        assert not await service.cache_if_newer(
+        assert not await cache.cache_if_newer(
             shared_redis, key, state(point_id, 9, "too late"), expires_at=time.monotonic() - 1
         ), "an entry whose time is up is never written"
         assert await held() == (1, "over garbage")
@@ -240,7 +256,7 @@ async def test_the_cache_script_keeps_newer_versions_and_ignores_equal_ones(
 async def test_a_read_does_not_outlive_the_ttl_either(status_settings: StatusSettings, admin: aioredis.Redis) -> None:
     settings = status_settings.model_copy(update={"cache_ttl_s": 5.0})
     point_id = await known_point(settings.database_url)
-    key = service.redis_key(settings.namespace, point_id)
+    key = cache.redis_key(settings.namespace, point_id)
     async with serving(create_app(settings)) as client:
         await client.post(f"/v1/points/{point_id}/status", json={"state": "open"}, headers=operator(point_id))
         await admin.delete(key)
@@ -248,3 +264,64 @@ async def test_a_read_does_not_outlive_the_ttl_either(status_settings: StatusSet
         assert read.status_code == 200
         filled_ms = await admin.pttl(key)
     assert 0 < filled_ms <= 5000, "the entry a read fills must expire within the TTL"
+
+
+@pytest.fixture
+def plain_redis(tmp_path: Path) -> Iterator[embedded.ServerProcess]:
+    """A Redis of this test's own, which it stops and replaces with an empty one."""
+    server = embedded.start_redis(tmp_path / "first", embedded.free_port(), durable=False)
+    try:
+        yield server
+    finally:
+        embedded.stop(server)
+
+
+async def test_redis_that_lost_its_data_is_filled_again_from_postgresql(
+    status_db: str,
+    plain_redis: embedded.ServerProcess,
+    own_nats: embedded.ServerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("POI_AUTH_SECRET", SECRET)
+    settings = StatusSettings(
+        database_url=status_db,
+        redis_url=plain_redis.url,
+        nats_url=own_nats.url,
+        namespace="poi",
+        startup_timeout_s=10,
+        cache_ttl_s=2.0,  # the keeper rewrites every point each second
+    )
+    points = [await known_point(status_db) for _ in range(3)]
+    never_reported = await known_point(status_db)
+    async with serving(create_app(settings)) as client:
+        for n, point_id in enumerate(points):
+            for _ in range(n + 1):
+                response = await client.post(
+                    f"/v1/points/{point_id}/status", json={"state": "open"}, headers=operator(point_id)
+                )
+                assert response.status_code == 201
+
+        embedded.stop(plain_redis)
+        during = [(await client.get(f"/v1/points/{p}/status")).json()["version"] for p in points]
+        assert during == [1, 2, 3], "with Redis gone, reads come from PostgreSQL"
+
+        # An empty Redis where the old one was: what it held is gone, and comes back from PostgreSQL.
+        port = int(plain_redis.url.rsplit(":", 1)[1].split("/")[0])
+        replacement = embedded.start_redis(tmp_path / "second", port, durable=False)
+        try:
+            fresh = aioredis.Redis.from_url(replacement.url)
+
+            async def refilled() -> list[int] | None:
+                values = [await fresh.get(cache.redis_key("poi", p)) for p in points]
+                if any(v is None for v in values):
+                    return None
+                return [StatusState.model_validate_json(v).version for v in values]
+
+            assert await eventually(refilled, "the keeper fills Redis again") == [1, 2, 3]
+            assert await fresh.get(cache.redis_key("poi", never_reported)) is None, "no status, nothing to keep"
+            after = [(await client.get(f"/v1/points/{p}/status")).json()["version"] for p in points]
+            assert after == [1, 2, 3]
+            await fresh.aclose()
+        finally:
+            embedded.stop(replacement)
