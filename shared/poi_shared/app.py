@@ -171,6 +171,7 @@ class Supervisor:
                 batch=settings.outbox_batch,
                 batch_timeout_s=settings.outbox_batch_timeout_s,
                 publish_timeout_s=settings.publish_timeout_s,
+                linger_s=settings.outbox_linger_s,
             ),
         )
 

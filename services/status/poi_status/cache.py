@@ -6,8 +6,11 @@ moment, so an entry outlives any newer commit by less than the TTL: a read never
 committed cache_ttl_s ago. Normally it is fresh at once: after a commit the new version is written, or, if Redis
 refuses that write, the entry is deleted (retried), so reads go to PostgreSQL.
 
-Entries are kept, not only filled on demand: a keeper (one replica at a time) rewrites every point's current
-status from PostgreSQL every half TTL, which also rebuilds Redis when it starts empty or loses its data.
+Entries are kept, not only filled on demand: a keeper (one replica at a time) goes through every point's current
+version in PostgreSQL every half TTL, extends the entries that hold it and writes those that do not, which also
+rebuilds Redis when it starts empty or loses its data.
+
+An entry is the version, a line break, and the status as JSON: the scripts compare versions without decoding JSON.
 """
 
 import logging
@@ -27,29 +30,49 @@ from poi_status import data, events
 log = logging.getLogger(__name__)
 KEEPER_PAGE = 2000
 
+# The version an entry holds: the digits before its first line break (none for an entry of another format).
+_HELD_VERSION = """
+local function held_version(key)
+  local current = redis.call('GET', key)
+  if not current then return nil end
+  return tonumber(string.match(current, '^(%d+)\\n'))
+end
+"""
 # Set the key, with its TTL, only if it holds an older version: reports commit out of order across replicas, and a
 # read may fill the cache with what it read before a newer report committed. The same version was known current
 # again at the caller's moment, so it may live until the later of the two expiries; its content is the same.
-CACHE_NEWER = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, decoded = pcall(cjson.decode, current)
-  if ok and type(decoded) == 'table' and tonumber(decoded['version']) then
-    local held, offered = tonumber(decoded['version']), tonumber(ARGV[1])
-    if held > offered then
-      return 0
-    end
-    if held == offered then
-      if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
-        redis.call('PEXPIRE', KEYS[1], ARGV[3])
-      end
-      return 0
-    end
+CACHE_NEWER = (
+    _HELD_VERSION
+    + """
+local held, offered = held_version(KEYS[1]), tonumber(ARGV[1])
+if held and held > offered then
+  return 0
+end
+if held == offered then
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[3])
   end
+  return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+)
+# The keeper's cheap pass: extend an entry that holds the current version; 1 if the entry is fine as it is (it
+# holds that version or a newer one), 0 if it must be written.
+EXTEND_CURRENT = (
+    _HELD_VERSION
+    + """
+local held, current = held_version(KEYS[1]), tonumber(ARGV[1])
+if not held or held < current then
+  return 0
+end
+if held == current and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+)
 
 
 def redis_key(namespace: str, point_id: UUID) -> str:
@@ -57,12 +80,25 @@ def redis_key(namespace: str, point_id: UUID) -> str:
     return f"{namespace}:status:{point_id}"
 
 
+def encode(state: StatusState) -> bytes:
+    """An entry: the version, a line break, the status as JSON."""
+    return b"%d\n%s" % (state.version, state.model_dump_json().encode())
+
+
+def decode(entry: bytes | str) -> StatusState:
+    """The status an entry holds; ValueError for anything else."""
+    _, newline, document = (entry.encode() if isinstance(entry, str) else entry).partition(b"\n")
+    if not newline:
+        raise ValueError("not a status entry")
+    return StatusState.model_validate_json(document)
+
+
 async def cache_if_newer(cache: redis.Redis, key: str, state: StatusState, *, expires_at: float) -> bool:
     """Cache the state until expires_at (monotonic) unless Redis holds the same or a newer version."""
     ttl_ms = int((expires_at - time.monotonic()) * 1000)
     if ttl_ms <= 0:
         return False
-    stored = await cache.eval(CACHE_NEWER, 1, key, state.version, state.model_dump_json(), ttl_ms)
+    stored = await cache.register_script(CACHE_NEWER)(keys=[key], args=[state.version, encode(state), ttl_ms])
     return bool(stored)
 
 
@@ -75,9 +111,7 @@ async def cache_many(cache: redis.Redis, namespace: str, states: Sequence[Status
     async with cache.pipeline(transaction=False) as pipe:
         for state in states:
             await script(
-                keys=[redis_key(namespace, state.point_id)],
-                args=[state.version, state.model_dump_json(), ttl_ms],
-                client=pipe,
+                keys=[redis_key(namespace, state.point_id)], args=[state.version, encode(state), ttl_ms], client=pipe
             )
         await pipe.execute()
 
@@ -122,27 +156,41 @@ async def read_cached(cache: redis.Redis, namespace: str, point_ids: Sequence[UU
         if value is None:
             continue
         try:
-            found[point_id] = StatusState.model_validate_json(value)
-        except ValidationError:  # written by another version of the service: read it from PostgreSQL
+            found[point_id] = decode(value)
+        except (ValueError, ValidationError):  # written by another version of the service: read it from PostgreSQL
             continue
     return found
 
 
 async def keep_filled(pool: asyncpg.Pool, cache: redis.Redis, *, namespace: str, ttl_s: float) -> int:
-    """Rewrite every point's current status into Redis from PostgreSQL, unless another replica does; returns how many.
+    """Keep every point's current status in Redis, unless another replica does; returns how many were written.
 
-    Equal versions only have their time to live extended, so this costs Redis little when nothing changed.
+    Per page of points: their current versions from PostgreSQL, one round trip to Redis extending the entries
+    that hold them, then the full status of only those Redis lacked (or held older) read and written.
     """
     written = 0
     async with db.connection(pool) as conn, conn.transaction():
         if not await data.try_job_lock(conn, data.CACHE_KEEPER_LOCK_KEY):
             return 0
+        extend = cache.register_script(EXTEND_CURRENT)
         after: UUID | None = None
         while True:
             known_at = time.monotonic()  # before the read: the rows are current at least until then
-            rows = await data.current_statuses_after(conn, after=after, limit=KEEPER_PAGE)
+            rows = await data.current_versions_after(conn, after=after, limit=KEEPER_PAGE)
             if not rows:
                 return written
-            await cache_many(cache, namespace, [events.status_state(r) for r in rows], expires_at=known_at + ttl_s)
-            written += len(rows)
+            ttl_ms = int((known_at + ttl_s - time.monotonic()) * 1000)
+            if ttl_ms <= 0:  # PostgreSQL answered too slowly for what it said to be current still
+                return written
+            async with cache.pipeline(transaction=False) as pipe:
+                for row in rows:
+                    await extend(
+                        keys=[redis_key(namespace, row["point_id"])], args=[row["version"], ttl_ms], client=pipe
+                    )
+                fine = await pipe.execute()
+            lacking = [row["point_id"] for row, ok in zip(rows, fine, strict=True) if not ok]
+            if lacking:
+                states = [events.status_state(r) for r in await data.get_statuses(conn, lacking) if r["version"] > 0]
+                await cache_many(cache, namespace, states, expires_at=known_at + ttl_s)
+                written += len(states)
             after = rows[-1]["point_id"]

@@ -7,6 +7,9 @@ from uuid import UUID
 
 import asyncpg
 
+from poi_shared import outbox
+from poi_shared.envelope import OutgoingMessage
+
 # The day a visitor was served is the day in Ukraine.
 DAY_ZONE = "Europe/Kyiv"
 STATUS_COLUMNS = (
@@ -104,48 +107,67 @@ async def known_points_by_id(conn: asyncpg.Connection, point_ids: Sequence[UUID]
 # Current status and history
 
 
-async def lock_current(conn: asyncpg.Connection, point_id: UUID) -> asyncpg.Record | None:
-    """The point's current status with what status knows of the point, locked until the caller's transaction ends."""
+async def read_for_report(
+    conn: asyncpg.Connection, *, point_id: UUID, caller: str, key: str | None
+) -> asyncpg.Record | None:
+    """The point's current status, what status knows of the point, and what an earlier report with the key made."""
     return await conn.fetchrow(
         """SELECT s.point_id, s.version, s.state, s.previous_state, s.cause, s.services, s.power, s.fuel_hours,
                   s.low_fuel, s.internet, s.occupancy, s.capacity, s.note, s.reported_by, s.reported_at,
                   s.changed_at, s.published_reported_at,
-                  k.katotth, k.category, k.capacity AS point_capacity, k.services AS offered, k.retired
+                  k.katotth, k.category, k.capacity AS point_capacity, k.services AS offered, k.retired,
+                  r.request_hash, r.version AS request_version
            FROM point_status s JOIN known_points k ON k.id = s.point_id
-           WHERE s.point_id = $1 FOR UPDATE OF s""",
+           LEFT JOIN report_requests r ON r.point_id = s.point_id AND r.caller = $2 AND r.key = $3
+           WHERE s.point_id = $1""",
         point_id,
+        caller,
+        key,
     )
 
 
-async def save_version(
+async def save_report(
     conn: asyncpg.Connection,
     *,
     point_id: UUID,
+    read_version: int,
     values: dict[str, Any],
     published: bool,
     served: int,
     katotth: str,
-) -> asyncpg.Record:
-    """Make the next version current, add it to the history and count the people served, in one statement."""
-    row = await conn.fetchrow(
+    request: tuple[str, str, bytes] | None,
+    messages: Sequence[OutgoingMessage],
+) -> asyncpg.Record | None:
+    """Make the next version current unless the status changed since it was read at read_version (None then).
+
+    One statement: the status, its history row, the people served, the idempotency key (caller, key, request
+    hash) and the events are all written, or (when another change came first) none of them.
+    """
+    caller, key, request_hash = request or (None, None, None)
+    return await conn.fetchrow(
         f"""WITH saved AS (
-                UPDATE point_status SET version = version + 1, state = $2, previous_state = $3, cause = $4,
-                    services = $5::jsonb, power = $6, fuel_hours = $7, low_fuel = $8, internet = $9,
-                    occupancy = $10, capacity = $11, note = $12, reported_by = $13, reported_at = $14,
-                    changed_at = $15,
-                    published_reported_at = CASE WHEN $16 THEN $14 ELSE published_reported_at END
-                WHERE point_id = $1
+                UPDATE point_status SET version = version + 1, state = $3, previous_state = $4, cause = $5,
+                    services = $6::jsonb, power = $7, fuel_hours = $8, low_fuel = $9, internet = $10,
+                    occupancy = $11, capacity = $12, note = $13, reported_by = $14, reported_at = $15,
+                    changed_at = $16,
+                    published_reported_at = CASE WHEN $17 THEN $15 ELSE published_reported_at END
+                WHERE point_id = $1 AND version = $2
                 RETURNING {STATUS_COLUMNS}),
             history AS (
                 INSERT INTO status_reports ({STATUS_COLUMNS}, served)
-                SELECT {STATUS_COLUMNS}, $17 FROM saved),
+                SELECT {STATUS_COLUMNS}, $18 FROM saved),
             visitors AS (
                 INSERT INTO visitors_daily (point_id, day, katotth, served)
-                SELECT point_id, ($14::timestamptz AT TIME ZONE '{DAY_ZONE}')::date, $18, $17 FROM saved
-                WHERE $17 > 0
-                ON CONFLICT (point_id, day) DO UPDATE SET served = visitors_daily.served + EXCLUDED.served)
-            SELECT * FROM saved""",  # noqa: S608 -- constant columns and zone
+                SELECT point_id, ($15::timestamptz AT TIME ZONE '{DAY_ZONE}')::date, $19, $18 FROM saved
+                WHERE $18 > 0
+                ON CONFLICT (point_id, day) DO UPDATE SET served = visitors_daily.served + EXCLUDED.served),
+            request AS (
+                INSERT INTO report_requests (point_id, caller, key, request_hash, version)
+                SELECT point_id, $20, $21, $22, version FROM saved WHERE $21::text IS NOT NULL),
+            events AS ({outbox.insert_from_arrays(23, only_if="EXISTS (SELECT 1 FROM saved)")})
+            SELECT * FROM saved""",  # noqa: S608 -- constant columns, zone and outbox statement
         point_id,
+        read_version,
         values["state"],
         values["previous_state"],
         values["cause"],
@@ -163,9 +185,11 @@ async def save_version(
         published,
         served,
         katotth,
+        caller,
+        key,
+        request_hash,
+        *outbox.as_arrays(messages),
     )
-    assert row is not None
-    return row
 
 
 async def get_version(conn: asyncpg.Connection, point_id: UUID, version: int) -> asyncpg.Record | None:
@@ -193,41 +217,17 @@ async def get_statuses(conn: asyncpg.Connection, point_ids: Sequence[UUID]) -> l
     )
 
 
-async def current_statuses_after(conn: asyncpg.Connection, *, after: UUID | None, limit: int) -> list[asyncpg.Record]:
-    """Every point's current status that is a real version (not 0), by point id, one page after the given id."""
+async def current_versions_after(conn: asyncpg.Connection, *, after: UUID | None, limit: int) -> list[asyncpg.Record]:
+    """Every point's current version that is a real one (not 0), by point id, one page after the given id."""
     return await conn.fetch(
-        f"""SELECT {STATUS_COLUMNS} FROM point_status
-            WHERE version > 0 AND ($1::uuid IS NULL OR point_id > $1) ORDER BY point_id LIMIT $2""",  # noqa: S608 -- constant columns
+        """SELECT point_id, version FROM point_status
+           WHERE version > 0 AND ($1::uuid IS NULL OR point_id > $1) ORDER BY point_id LIMIT $2""",
         after,
         limit,
     )
 
 
 # Idempotent reports
-
-
-async def find_request(conn: asyncpg.Connection, *, point_id: UUID, caller: str, key: str) -> asyncpg.Record | None:
-    """What an earlier report with this key made: its request hash and version."""
-    return await conn.fetchrow(
-        "SELECT request_hash, version FROM report_requests WHERE point_id = $1 AND caller = $2 AND key = $3",
-        point_id,
-        caller,
-        key,
-    )
-
-
-async def remember_request(
-    conn: asyncpg.Connection, *, point_id: UUID, caller: str, key: str, request_hash: bytes, version: int
-) -> None:
-    """Note the version a keyed report made, in its transaction."""
-    await conn.execute(
-        """INSERT INTO report_requests (point_id, caller, key, request_hash, version) VALUES ($1, $2, $3, $4, $5)""",
-        point_id,
-        caller,
-        key,
-        request_hash,
-        version,
-    )
 
 
 async def prune_requests(conn: asyncpg.Connection, *, older_than_s: float, batch: int) -> int:

@@ -1,4 +1,7 @@
-"""What routes take from the running app, as Annotated aliases that keep route signatures short."""
+"""What routes take from the running app, as Annotated aliases that keep route signatures short.
+
+They are coroutines: FastAPI runs a plain function dependency in its thread pool, a hop each.
+"""
 
 from typing import Annotated
 
@@ -11,27 +14,27 @@ from poi_status.points.service import Directory
 from poi_status.settings import StatusSettings
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
     """The status database pool."""
     return request.app.state.pool
 
 
-def get_redis(request: Request) -> redis.Redis:
+async def get_redis(request: Request) -> redis.Redis:
     """The Redis client holding current status."""
     return request.app.state.redis
 
 
-def get_settings(request: Request) -> StatusSettings:
+async def get_settings(request: Request) -> StatusSettings:
     """The app's settings."""
     return request.app.state.settings
 
 
-def get_directory(request: Request) -> Directory:
+async def get_directory(request: Request) -> Directory:
     """This replica's directory of known points."""
     return request.app.state.directory
 
 
-def get_jetstream(request: Request) -> JetStreamContext:
+async def get_jetstream(request: Request) -> JetStreamContext:
     """The JetStream context (the live feed reads the status stream)."""
     return request.app.state.jetstream
 

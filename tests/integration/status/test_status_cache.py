@@ -126,7 +126,7 @@ async def test_when_redis_refuses_the_write_after_commit_the_old_version_is_dele
     async with serving(create_app(status_settings)) as client:
         first = await client.post(f"/v1/points/{point_id}/status", json={"state": "open"}, headers=operator(point_id))
         assert first.status_code == 201 and first.json()["version"] == 1
-        assert StatusState.model_validate_json(await admin.get(key)).version == 1
+        assert cache.decode(await admin.get(key)).version == 1
 
         # The app's user may still read (and delete), but not run the script that writes the cache.
         await admin.acl_setuser("default", commands=["-eval", "-evalsha"])
@@ -222,7 +222,7 @@ async def test_the_cache_script_keeps_newer_versions_and_only_extends_equal_ones
         )
 
     async def held() -> tuple[int, str]:
-        cached = StatusState.model_validate_json(await shared_redis.get(key))
+        cached = cache.decode(await shared_redis.get(key))
         return cached.version, cached.note or ""
 
     try:
@@ -316,7 +316,7 @@ async def test_redis_that_lost_its_data_is_filled_again_from_postgresql(
                 values = [await fresh.get(cache.redis_key("poi", p)) for p in points]
                 if any(v is None for v in values):
                     return None
-                return [StatusState.model_validate_json(v).version for v in values]
+                return [cache.decode(v).version for v in values]
 
             assert await eventually(refilled, "the keeper fills Redis again") == [1, 2, 3]
             assert await fresh.get(cache.redis_key("poi", never_reported)) is None, "no status, nothing to keep"
@@ -325,3 +325,31 @@ async def test_redis_that_lost_its_data_is_filled_again_from_postgresql(
             await fresh.aclose()
         finally:
             embedded.stop(replacement)
+
+
+async def test_the_keeper_extends_entries_that_hold_the_current_version_and_writes_the_others(
+    status_db: str, shared_redis: aioredis.Redis, namespace: str
+) -> None:
+    ns = f"{namespace}k"
+    current, older, missing = [await known_point(status_db) for _ in range(3)]
+    pool = await db.create_pool(status_db, timeout_s=10)
+    try:
+        await pool.execute(
+            """UPDATE point_status SET version = 2, state = 'open', reported_by = 'op-1', reported_at = now(),
+                   changed_at = now() WHERE point_id = ANY($1::uuid[])""",
+            [current, older, missing],
+        )
+        await shared_redis.set(cache.redis_key(ns, current), cache.encode(state(current, 2, "held")), px=1000)
+        await shared_redis.set(cache.redis_key(ns, older), cache.encode(state(older, 1, "old")), px=60_000)
+
+        written = await cache.keep_filled(pool, shared_redis, namespace=ns, ttl_s=60)
+
+        assert written == 2, "the older and the missing entry are written, the current one is not"
+        held = cache.decode(await shared_redis.get(cache.redis_key(ns, current)))
+        assert held.note == "held" and await shared_redis.pttl(cache.redis_key(ns, current)) > 1000
+        for point_id in (older, missing):
+            entry = cache.decode(await shared_redis.get(cache.redis_key(ns, point_id)))
+            assert (entry.version, entry.note) == (2, None)
+    finally:
+        await pool.close()
+        await shared_redis.delete(*(cache.redis_key(ns, p) for p in (current, older, missing)))

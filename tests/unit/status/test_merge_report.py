@@ -1,13 +1,16 @@
-"""Merging a report into the current status: partial reports, derived full and low fuel, what is published."""
+"""Merging a report into the current status: partial reports, derived full and low fuel, what is published; and
+what the public sees of a status."""
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from poi_status.reports.models import StatusReport
-from poi_status.reports.service import InvalidReport, Merged, merge_report
+from poi_shared.contracts import OpenState, StatusState
+from poi_status.reports.models import PublicStatus, StatusReport
+from poi_status.reports.service import InvalidReport, Merged, merge_report, public_json
 
 NOW = datetime(2026, 1, 10, 18, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(minutes=30)
@@ -167,3 +170,25 @@ def test_a_stale_point_needs_a_state_again() -> None:
     with pytest.raises(InvalidReport):
         merge({}, state="unknown", cause="stale")
     assert merge({"state": "open"}, state="unknown", cause="stale").values["state"] == "open"
+
+
+def test_the_public_view_is_the_status_without_who_reported_and_with_its_age() -> None:
+    point_id = uuid.uuid4()
+    state = StatusState(
+        point_id=point_id,
+        version=4,
+        state=OpenState.open,
+        services={"heat": {"available": True, "confirmed_at": EARLIER}},
+        occupancy=5,
+        note='лапки " і \\ в нотатці',
+        reported_at=EARLIER,
+        changed_at=EARLIER,
+        reported_by="op-secret",
+    )
+    document = public_json(point_id, state, now=NOW)
+    view = PublicStatus.model_validate_json(document)
+    assert view.age_s == 30 * 60 and view.note == state.note and view.services["heat"].available
+    assert b"op-secret" not in document and b"reported_by" not in document
+    assert set(json.loads(document)) == set(PublicStatus.model_fields)
+    never = PublicStatus.model_validate_json(public_json(point_id, None, now=NOW))
+    assert (never.version, never.state, never.reported_at, never.age_s) == (0, "unknown", None, None)

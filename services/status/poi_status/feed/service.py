@@ -26,7 +26,7 @@ from nats.js import JetStreamContext, api
 from poi_shared.contracts import STATUS, STATUS_CHANGED, STATUS_LOW_FUEL, STATUS_STALE, StatusState
 from poi_shared.envelope import PoisonMessage, parse_message
 from poi_status.points.service import Directory
-from poi_status.reports.service import public_view
+from poi_status.reports.service import public_json
 
 log = logging.getLogger(__name__)
 FEED_EVENTS = {STATUS_CHANGED.type: "changed", STATUS_STALE.type: "stale", STATUS_LOW_FUEL.type: "low_fuel"}
@@ -121,8 +121,8 @@ async def _feed_event(msg: Msg, pool: asyncpg.Pool, directory: Directory, katott
     known = (await directory.lookup(pool, [state.point_id])).get(state.point_id)
     if known is None or not known.public or not known.katotth.startswith(katotth):
         return None
-    view = public_view(state.point_id, state, now=datetime.now(UTC))
-    return format_sse_event(event=name, id=str(msg.metadata.sequence.stream), data_str=view.model_dump_json())
+    view = public_json(state.point_id, state, now=datetime.now(UTC))
+    return format_sse_event(event=name, id=str(msg.metadata.sequence.stream), data_str=view.decode())
 
 
 @contextlib.contextmanager

@@ -27,13 +27,14 @@ import redis.asyncio as redis
 from poi_shared import db
 from poi_shared.auth import Principal
 from poi_shared.contracts import OpenState, StatusState
-from poi_shared.outbox import enqueue_many
 from poi_status import cache, data, events
 from poi_status.points.service import Directory
 from poi_status.reports.models import OVERCROWDING, PublicStatus, StatusReport
 from poi_status.settings import StatusSettings
 
 log = logging.getLogger(__name__)
+# A report is written again when another change came first; more than this many in a row is not normal.
+WRITE_ATTEMPTS = 5
 # What a reader sees besides the services: a change in any of these is published at once.
 CONTENT_FIELDS = ("state", "power", "fuel_hours", "low_fuel", "internet", "occupancy", "capacity", "note")
 
@@ -52,6 +53,10 @@ class PointRetired(Exception):
 
 class KeyReused(Exception):
     """An Idempotency-Key came back with a different report."""
+
+
+class Contended(Exception):
+    """The point's status changed under every attempt to write the report."""
 
 
 class InvalidReport(Exception):
@@ -90,54 +95,58 @@ async def record_report(
     idempotency_key: str | None,
     settings: StatusSettings,
 ) -> Recorded:
-    """Check the caller may report on the point, then store the report as the next version, once per key."""
+    """Check the caller may report on the point, then store the report as the next version, once per key.
+
+    Two statements and no transaction: a read, then one statement that writes everything only if the status is
+    still the version read. Another change in between (a report, an area switch, the stale sweep) makes it write
+    nothing, and the report is merged again into what is current then.
+    """
     known_at = time.monotonic()  # before the commit, so the cached entry expires within the TTL of any later one
     request_hash = hashlib.sha256(report.model_dump_json(exclude_unset=True).encode()).digest()
-    async with db.connection(pool) as conn, conn.transaction():
-        current = await data.lock_current(conn, point_id)
-        if current is None:
-            raise PointNotFound(f"no point {point_id} (a newly registered point takes a moment to arrive)")
-        if not caller.operates(point_id, current["katotth"]):
-            raise NotAllowed(f"your account may not report on point {point_id}")
-        if idempotency_key is not None:
-            earlier = await data.find_request(conn, point_id=point_id, caller=caller.subject, key=idempotency_key)
-            if earlier is not None:
-                if earlier["request_hash"] != request_hash:
+    async with db.connection(pool) as conn:
+        for _ in range(WRITE_ATTEMPTS):
+            current = await data.read_for_report(conn, point_id=point_id, caller=caller.subject, key=idempotency_key)
+            if current is None:
+                raise PointNotFound(f"no point {point_id} (a newly registered point takes a moment to arrive)")
+            if not caller.operates(point_id, current["katotth"]):
+                raise NotAllowed(f"your account may not report on point {point_id}")
+            if current["request_version"] is not None:
+                if current["request_hash"] != request_hash:
                     raise KeyReused("this Idempotency-Key was used for a different report; use a new key")
-                row = await data.get_version(conn, point_id, earlier["version"])
+                row = await data.get_version(conn, point_id, current["request_version"])
                 assert row is not None
                 return Recorded(events.status_state(row), replayed=True)
-        if current["retired"]:
-            raise PointRetired(f"point {point_id} is retired")
-        merged = merge_report(
-            current,
-            report,
-            caller=caller.subject,
-            now=datetime.now(UTC),
-            low_fuel_hours=settings.low_fuel_hours,
-            confirm_event_interval_s=settings.confirm_event_interval_s,
-        )
-        row = await data.save_version(
-            conn,
-            point_id=point_id,
-            values=merged.values,
-            published=merged.publish,
-            served=report.served,
-            katotth=current["katotth"],
-        )
-        if idempotency_key is not None:
-            await data.remember_request(
+            if current["retired"]:
+                raise PointRetired(f"point {point_id} is retired")
+            merged = merge_report(
+                current,
+                report,
+                caller=caller.subject,
+                now=datetime.now(UTC),
+                low_fuel_hours=settings.low_fuel_hours,
+                confirm_event_interval_s=settings.confirm_event_interval_s,
+            )
+            state = events.status_state({**merged.values, "point_id": point_id, "version": current["version"] + 1})
+            messages = (
+                events.report_messages(settings.namespace, state, low_fuel_began=merged.low_fuel_began)
+                if merged.publish
+                else []
+            )
+            saved = await data.save_report(
                 conn,
                 point_id=point_id,
-                caller=caller.subject,
-                key=idempotency_key,
-                request_hash=request_hash,
-                version=row["version"],
+                read_version=current["version"],
+                values=merged.values,
+                published=merged.publish,
+                served=report.served,
+                katotth=current["katotth"],
+                request=(caller.subject, idempotency_key, request_hash) if idempotency_key is not None else None,
+                messages=messages,
             )
-        state = events.status_state(row)
-        if merged.publish:
-            messages = events.report_messages(settings.namespace, state, low_fuel_began=merged.low_fuel_began)
-            await enqueue_many(conn, messages)
+            if saved is not None:
+                break
+        else:
+            raise Contended(f"point {point_id}'s status kept changing while this report was written; send it again")
     await cache.cache_committed(redis_client, settings.namespace, [state], expires_at=known_at + settings.cache_ttl_s)
     return Recorded(state, replayed=False)
 
@@ -262,14 +271,14 @@ async def public_statuses(
     return {p: found[p] for p in visible if p in found}
 
 
-def public_view(point_id: UUID, state: StatusState | None, *, now: datetime) -> PublicStatus:
-    """What the public sees of a status: everything but who reported, and how old the last confirmation is."""
+def public_json(point_id: UUID, state: StatusState | None, *, now: datetime) -> bytes:
+    """What the public sees of a status (PublicStatus): everything but who reported, and how old the last
+    confirmation is; JSON serialised once from the status, which responses and the feed send as it is."""
     if state is None:
-        return PublicStatus(point_id=point_id, version=0, state=OpenState.unknown)
-    return PublicStatus(
-        **state.model_dump(exclude={"reported_by"}),
-        age_s=max(0, int((now - state.reported_at).total_seconds())),
-    )
+        return PublicStatus(point_id=point_id, version=0, state=OpenState.unknown).model_dump_json().encode()
+    age_s = max(0, int((now - state.reported_at).total_seconds()))
+    document = state.model_dump_json(exclude={"reported_by"}).encode()
+    return b'%s,"age_s":%d}' % (document[:-1], age_s)
 
 
 async def forget_idempotency_keys(pool: asyncpg.Pool, *, older_than_s: float, batch: int = 5000) -> int:

@@ -1,5 +1,9 @@
-"""HTTP routes for status reports and public reads of current status."""
+"""HTTP routes for status reports and public reads of current status.
 
+Responses are serialised once, from the status as stored, and sent as they are (documented by response_model).
+"""
+
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
@@ -46,7 +50,6 @@ async def report_body_limit(request: Request) -> None:
 async def report_status(
     point_id: UUID,
     report: StatusReport,
-    response: Response,
     pool: Pool,
     redis_client: Redis,
     settings: Settings,
@@ -60,7 +63,7 @@ async def report_status(
             "answered as the first attempt was (with `Idempotent-Replayed: true`). Kept for 24 hours.",
         ),
     ] = None,
-) -> PublicStatus:
+) -> Response:
     """The point's operator (or its area's coordinator, or an admin) says how the point is doing right now."""
     try:
         recorded = await service.record_report(
@@ -82,9 +85,11 @@ async def report_status(
         raise invalid(("header", "Idempotency-Key"), str(exc), "idempotency_key_reused") from exc
     except service.InvalidReport as exc:
         raise invalid(exc.location, exc.message) from exc
-    if recorded.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return service.public_view(point_id, recorded.state, now=datetime.now(UTC))
+    except service.Contended as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from exc
+    headers = {"Idempotent-Replayed": "true"} if recorded.replayed else None
+    body = service.public_json(point_id, recorded.state, now=datetime.now(UTC))
+    return Response(body, status_code=201, media_type="application/json", headers=headers)
 
 
 @router.get(
@@ -95,7 +100,7 @@ async def report_status(
 )
 async def read_status(
     point_id: UUID, pool: Pool, redis_client: Redis, directory: Known, settings: Settings
-) -> PublicStatus:
+) -> Response:
     """Public: the last confirmed status and its age, or unknown if the point never had one."""
     found = await service.public_statuses(
         pool,
@@ -107,7 +112,9 @@ async def read_status(
     )
     if point_id not in found:
         raise HTTPException(404, f"no point {point_id}")
-    return service.public_view(point_id, found[point_id], now=datetime.now(UTC))
+    return Response(
+        service.public_json(point_id, found[point_id], now=datetime.now(UTC)), media_type="application/json"
+    )
 
 
 @router.get("/v1/status/points", response_model=PublicStatuses, summary="Read the current status of many points")
@@ -117,7 +124,7 @@ async def read_statuses(
     directory: Known,
     settings: Settings,
     ids: Annotated[list[UUID], Query(min_length=1, description="Point ids, repeated: ?ids=…&ids=… (100 at most).")],
-) -> PublicStatuses:
+) -> Response:
     """Public: the current status of each point asked for; unknown, hidden and retired ones are listed as missing."""
     if len(ids) > settings.max_ids:
         raise invalid(("query", "ids"), f"at most {settings.max_ids} ids at once", "too_long")
@@ -126,7 +133,6 @@ async def read_statuses(
         pool, redis_client, directory, point_ids=wanted, namespace=settings.namespace, cache_ttl_s=settings.cache_ttl_s
     )
     now = datetime.now(UTC)
-    return PublicStatuses(
-        items=[service.public_view(p, found[p], now=now) for p in wanted if p in found],
-        missing=[p for p in wanted if p not in found],
-    )
+    items = b",".join(service.public_json(p, found[p], now=now) for p in wanted if p in found)
+    missing = json.dumps([str(p) for p in wanted if p not in found]).encode()
+    return Response(b'{"items":[%s],"missing":%s}' % (items, missing), media_type="application/json")

@@ -1,0 +1,312 @@
+"""The status pipeline for benchmarks: servers, a namespace of its own, 17,000 points, and the services as processes.
+
+PostgreSQL, NATS and Redis are those of POI_DATABASE_URL, POI_NATS_URL and POI_REDIS_URL when set, else embedded
+ones under a temporary directory (as `poi run` starts them). The points are published to the POINTS stream as the
+registry's relay would publish them; status, its relay, search and notify run as processes of their own.
+"""
+
+import asyncio
+import collections
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+import asyncpg
+import httpx
+import nats
+import psutil
+import redis.asyncio as redis
+
+from poi_cli import embedded, stack
+from poi_cli.demo import demo_points
+from poi_notify.events import STATUS_CONSUMER
+from poi_registry.points.models import PointCreate
+from poi_shared.auth import issue_token
+from poi_shared.contracts import POINT_REGISTERED, POINTS, STATUS, STREAMS, PointState, Schedule, ScheduleKind
+from poi_shared.envelope import build_message
+
+ROOT = Path(__file__).resolve().parent.parent
+POINT_COUNT = 17_000
+SECRET = "bench-secret-not-for-production-0123456789"
+READY_BOUND_S = 300.0
+
+
+@dataclass
+class Pipeline:
+    """A running pipeline: where each service listens, its databases, the points, and its processes."""
+
+    infra: stack.Infrastructure
+    namespace: str
+    database_urls: dict[str, str]
+    points: list[PointState]
+    urls: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: Path = Path()
+
+    def token(self, *roles: str, katotth: list[str] | None = None) -> str:
+        """A bearer token the services accept."""
+        return issue_token(SECRET, subject="bench", roles=list(roles), katotth=katotth, ttl_s=3600)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each service process (with its children) and by each server."""
+        used = {name: _tree_cpu(proc.pid) for name, proc in self.processes.items()}
+        for server in self.infra.started:
+            used[server.name] = _tree_cpu(server.process.pid)
+        return used
+
+
+def _tree_cpu(pid: int) -> float:
+    """User and system CPU seconds of a process and its children."""
+    try:
+        parent = psutil.Process(pid)
+        processes = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def bench_points(
+    count: int = POINT_COUNT, *, on_blackout: frozenset[str] = frozenset(), seed: int = 11
+) -> list[PointState]:
+    """Demo points over real settlements as the registry would publish them; those in on_blackout oblasts
+    (KATOTTH prefixes) open only when a coordinator activates their area."""
+    now = datetime.now(UTC)
+    points = []
+    for n, raw in enumerate(demo_points(count, seed=seed)):
+        fields = PointCreate.model_validate(raw).model_dump(exclude={"contact_phone", "schedule"})
+        kind = ScheduleKind.on_blackout if str(raw["katotth"])[:4] in on_blackout else ScheduleKind.always
+        points.append(
+            PointState(
+                id=uuid4(),
+                code=f"B-{n:06d}",
+                version=1,
+                updated_at=now,
+                retired=False,
+                schedule=Schedule(kind=kind),
+                **fields,
+            )
+        )
+    return points
+
+
+@contextmanager
+def running_pipeline(
+    points: list[PointState], *, status_workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[Pipeline]:
+    """Start everything, publish the points, wait until status and search hold them all; stop it all after."""
+    with ExitStack() as stack_, _temporary_dir() as tmp:
+        infra = stack.start_infrastructure(
+            tmp,
+            database_url=os.environ.get("POI_DATABASE_URL"),
+            nats_url=os.environ.get("POI_NATS_URL"),
+            redis_url=os.environ.get("POI_REDIS_URL"),
+            ports={name: embedded.free_port() for name in stack.EMBEDDED_PORTS},
+            durable=False,
+        )
+        stack_.callback(infra.stop)
+        namespace = f"b{secrets.token_hex(4)}"
+        stack_.callback(lambda: asyncio.run(_drop_namespace(infra, namespace)))
+        database_urls = asyncio.run(stack.prepare_databases(infra.database_url, namespace))
+        pipeline = Pipeline(infra, namespace, database_urls, points, logs=tmp / "logs")
+        stack_.callback(stack.stop_services, pipeline.processes)
+        asyncio.run(_publish_points(infra.nats_url, namespace, points))
+        _start_services(pipeline, status_workers, extra_env or {})
+        asyncio.run(_wait_known(pipeline))
+        yield pipeline
+
+
+async def _drop_namespace(infra: stack.Infrastructure, namespace: str) -> None:
+    """Remove the namespace's databases, streams and Redis keys."""
+    conn = await asyncpg.connect(infra.database_url)
+    try:
+        for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{namespace}\\_%"):
+            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    nc = await nats.connect(infra.nats_url)
+    try:
+        for spec in STREAMS:
+            try:
+                await nc.jetstream().delete_stream(spec.stream_name(namespace))
+            except nats.js.errors.NotFoundError:
+                pass
+    finally:
+        await nc.close()
+    cache = redis.Redis.from_url(infra.redis_url)
+    try:
+        async for key in cache.scan_iter(f"{namespace}:*", count=1000):
+            await cache.delete(key)
+    finally:
+        await cache.aclose()
+
+
+@contextmanager
+def _temporary_dir() -> Iterator[Path]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
+        yield Path(tmp)
+
+
+async def _publish_points(nats_url: str, namespace: str, points: list[PointState]) -> None:
+    """Publish every point's registered event, as the registry's relay does, many at a time."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        from poi_shared.jetstream import ensure_streams
+
+        await ensure_streams(js, namespace)
+        messages = [
+            build_message(namespace=namespace, event_type=POINT_REGISTERED, key=str(p.id), data=p, source="/bench")
+            for p in points
+        ]
+        for start in range(0, len(messages), 1000):
+            chunk = messages[start : start + 1000]
+            await asyncio.gather(*(js.publish(m.subject, m.body, headers=m.headers) for m in chunk))
+    finally:
+        await nc.close()
+
+
+def _start_services(pipeline: Pipeline, status_workers: int, extra_env: dict[str, str]) -> None:
+    """Status (without its relay), the relay on its own, search and notify, each a process of its own."""
+    pipeline.logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        service: {
+            **stack.service_env(
+                service, pipeline.infra, pipeline.database_urls, namespace=pipeline.namespace, secret=SECRET
+            ),
+            "POI_STATUS_RELAY_IN_PROCESS": "false",
+            "OTEL_TRACES_EXPORTER": "none",
+            **{f"POI_{service.upper()}_LOG_LEVEL": "WARNING"},
+            **extra_env,
+        }
+        for service in ("status", "search", "notify")
+    }
+    ports = {service: embedded.free_port() for service in ("status", "search", "notify")}
+    for service in ("search", "notify"):
+        pipeline.processes[service] = stack.start_service(
+            service, ports[service], env[service], pipeline.logs / f"{service}.log"
+        )
+    argv = [sys.executable, "-m", "uvicorn", "poi_status.app:create_app", "--factory", "--host", "127.0.0.1"]
+    argv += ["--port", str(ports["status"]), "--no-access-log", "--log-level", "warning"]
+    argv += ["--workers", str(status_workers)] if status_workers > 1 else []
+    with (pipeline.logs / "status.log").open("ab") as out:
+        pipeline.processes["status"] = subprocess.Popen(argv, env=env["status"], stdout=out, stderr=subprocess.STDOUT)
+    with (pipeline.logs / "relay.log").open("ab") as out:
+        pipeline.processes["relay"] = subprocess.Popen(
+            [sys.executable, "-m", "poi_status", "relay"], env=env["status"], stdout=out, stderr=subprocess.STDOUT
+        )
+    pipeline.urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+    try:
+        stack.wait_ready(ports, {s: pipeline.processes[s] for s in ports}, timeout_s=READY_BOUND_S)
+    except (TimeoutError, RuntimeError) as exc:
+        raise RuntimeError(f"{exc}\n{tail_logs(pipeline)}") from exc
+
+
+def tail_logs(pipeline: Pipeline) -> str:
+    """The end of every service's log."""
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(pipeline.logs.glob("*.log")))
+
+
+async def _wait_known(pipeline: Pipeline) -> None:
+    """Until status knows every point and search holds every point."""
+    deadline = time.monotonic() + READY_BOUND_S
+    conn = await asyncpg.connect(pipeline.database_urls["status"])
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            while True:
+                known = await conn.fetchval("SELECT count(*) FROM known_points")
+                in_search = await search_points(client, pipeline)
+                if known >= len(pipeline.points) and in_search >= len(pipeline.points):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"status knows {known}, search {in_search} of {len(pipeline.points)} points")
+                await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+async def search_points(client: httpx.AsyncClient, pipeline: Pipeline) -> int:
+    """How many points search holds, from its metrics."""
+    text = (await client.get(f"{pipeline.urls['search']}/metrics")).text
+    for line in text.splitlines():
+        if line.startswith("poi_search_points "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+async def drained(pipeline: Pipeline, *, bound_s: float = READY_BOUND_S) -> None:
+    """Until status's outbox is empty and notify has handled every status event."""
+    deadline = time.monotonic() + bound_s
+    conn = await asyncpg.connect(pipeline.database_urls["status"])
+    nc = await nats.connect(pipeline.infra.nats_url)
+    try:
+        js = nc.jetstream()
+        while True:
+            pending = await conn.fetchval("SELECT count(*) FROM outbox")
+            info = await js.consumer_info(STATUS.stream_name(pipeline.namespace), STATUS_CONSUMER)
+            if pending == 0 and not info.num_pending and not info.num_ack_pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"outbox {pending}, notify pending {info.num_pending}/{info.num_ack_pending}")
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+        await nc.close()
+
+
+async def status_stream_messages(pipeline: Pipeline) -> collections.Counter[str]:
+    """How many messages the STATUS stream holds per event type."""
+    nc = await nats.connect(pipeline.infra.nats_url)
+    counts: collections.Counter[str] = collections.Counter()
+    try:
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(
+            STATUS.wildcard(pipeline.namespace), stream=STATUS.stream_name(pipeline.namespace)
+        )
+        while True:
+            try:
+                msgs = await sub.fetch(1000, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                return counts
+            for msg in msgs:
+                counts[(msg.headers or {}).get("ce-type", "?")] += 1
+                await msg.ack()
+    finally:
+        await nc.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of values (0 when empty)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def points_stream_name(namespace: str) -> str:
+    """The POINTS stream of the namespace."""
+    return POINTS.stream_name(namespace)
+
+
+def shuffled(items: list, seed: int = 3) -> list:
+    """A copy in a fixed random order."""
+    copy = list(items)
+    random.Random(seed).shuffle(copy)
+    return copy
