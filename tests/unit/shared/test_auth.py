@@ -155,3 +155,66 @@ def hs256_signed_with(key: bytes, claims: dict[str, object]) -> str:
     signing_input = f"{b64(header)}.{b64(json.dumps(claims).encode())}"
     signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
+
+
+def test_a_route_verifies_tokens_in_the_event_loop_and_jwks_keys_in_a_worker_thread() -> None:
+    """current_principal is a coroutine: no thread hop per request, except where a key may have to be fetched."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from poi_shared.auth import CurrentPrincipal
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    jwks = json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "ES256"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    threads: dict[str, threading.Thread] = {}
+
+    class Watched(TokenVerifier):
+        def verify(self, token: str) -> Principal:
+            threads["verify"] = threading.current_thread()
+            return super().verify(token)
+
+    server = HTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app = FastAPI()
+
+    @app.get("/who")
+    async def who(caller: CurrentPrincipal) -> dict[str, str]:
+        threads["route"] = threading.current_thread()
+        return {"subject": caller.subject}
+
+    claims = {"sub": "idp-user", "roles": ["admin"], "exp": int(time.time()) + 60, "iss": "idp", "aud": "poi"}
+    cases = [
+        (
+            AuthSettings(jwks_url=f"http://127.0.0.1:{server.server_port}/jwks", issuer="idp"),
+            jwt.encode(claims, private, algorithm="ES256", headers={"kid": "k1"}),
+            False,
+        ),
+        (AuthSettings(secret=SecretStr(SECRET)), signed(sub="idp-user", roles=["admin"]), True),
+    ]
+    try:
+        for settings, token, in_event_loop in cases:
+            app.state.token_verifier = Watched(settings)
+            with TestClient(app) as client:
+                response = client.get("/who", headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == 200 and response.json() == {"subject": "idp-user"}
+                assert (threads["verify"] is threads["route"]) == in_event_loop
+                assert client.get("/who").status_code == 401
+    finally:
+        server.shutdown()
