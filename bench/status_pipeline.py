@@ -8,10 +8,10 @@ registry's relay would publish them; status, its relay, search and notify run as
 import asyncio
 import collections
 import os
-import random
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,8 +31,9 @@ from poi_cli.demo import demo_points
 from poi_notify.events import STATUS_CONSUMER
 from poi_registry.points.models import PointCreate
 from poi_shared.auth import issue_token
-from poi_shared.contracts import POINT_REGISTERED, POINTS, STATUS, STREAMS, PointState, Schedule, ScheduleKind
+from poi_shared.contracts import POINT_REGISTERED, STATUS, STREAMS, PointState, Schedule, ScheduleKind
 from poi_shared.envelope import build_message
+from poi_shared.jetstream import ensure_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 POINT_COUNT = 17_000
@@ -158,8 +159,6 @@ async def _drop_namespace(infra: stack.Infrastructure, namespace: str) -> None:
 
 @contextmanager
 def _temporary_dir() -> Iterator[Path]:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
         yield Path(tmp)
 
@@ -169,8 +168,6 @@ async def _publish_points(nats_url: str, namespace: str, points: list[PointState
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        from poi_shared.jetstream import ensure_streams
-
         await ensure_streams(js, namespace)
         messages = [
             build_message(namespace=namespace, event_type=POINT_REGISTERED, key=str(p.id), data=p, source="/bench")
@@ -298,15 +295,3 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def points_stream_name(namespace: str) -> str:
-    """The POINTS stream of the namespace."""
-    return POINTS.stream_name(namespace)
-
-
-def shuffled(items: list, seed: int = 3) -> list:
-    """A copy in a fixed random order."""
-    copy = list(items)
-    random.Random(seed).shuffle(copy)
-    return copy
