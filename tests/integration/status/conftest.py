@@ -105,20 +105,22 @@ class StatusApp:
     async def events(self, key: str) -> list[Event]:
         """Every event published on a status subject (a point id or an area key), oldest first."""
         await self.published()
-        subject = STATUS.subject(self.settings.namespace, key)
-        sub = await self.js.pull_subscribe(subject, stream=STATUS.stream_name(self.settings.namespace))
+        stream, subject = STATUS.stream_name(self.settings.namespace), STATUS.subject(self.settings.namespace, key)
+        held = (await self.js.stream_info(stream, subjects_filter=subject)).state.subjects or {}
+        expected = held.get(subject, 0)
         found: list[Event] = []
+        if not expected:
+            return found
+        sub = await self.js.pull_subscribe(subject, stream=stream)
         try:
-            while True:
-                try:
-                    msgs = await sub.fetch(100, timeout=0.5)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    return found
+            while len(found) < expected:
+                msgs = await sub.fetch(expected - len(found), timeout=10)
                 found += [parse_message(m.headers, m.data) for m in msgs]
                 for m in msgs:
                     await m.ack()
         finally:
             await sub.unsubscribe()
+        return found
 
     async def history(self, point_id: uuid.UUID) -> list[asyncpg.Record]:
         """Every version of the point's status in the history."""
