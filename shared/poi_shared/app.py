@@ -36,10 +36,13 @@ def build_app(
     lifespan: Any,
     routers: Sequence[APIRouter],
     body_limits: Mapping[str, int] | None = None,
+    untraced: Sequence[str] = (),
 ) -> FastAPI:
     """A FastAPI app: problem+json errors, /livez, /readyz, /metrics, token verification, tracing, complete OpenAPI.
 
-    body_limits gives paths that take more than MAX_BODY_BYTES (e.g. a bulk import) their own limit.
+    body_limits gives paths that take more than MAX_BODY_BYTES (e.g. a bulk import) their own limit. Requests to
+    paths matching an untraced pattern (a regular expression searched in the URL) get no span: for public reads at
+    spike load, where a span per request would cost more than the answer.
     """
     app = FastAPI(
         title=title,
@@ -60,7 +63,7 @@ def build_app(
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
-    configure_tracing(service, app)
+    configure_tracing(service, app, untraced)
     return app
 
 

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -53,8 +54,11 @@ def configure_logging(service: str, level: str) -> None:
         logger.propagate = True
 
 
-def configure_tracing(service: str, app: FastAPI) -> None:
-    """Trace requests, SQL, Redis and HTTP calls; export only where OTEL_TRACES_EXPORTER says so."""
+def configure_tracing(service: str, app: FastAPI, untraced: Sequence[str] = ()) -> None:
+    """Trace requests (but /livez, /readyz and untraced paths), SQL, Redis and HTTP calls.
+
+    Export only where OTEL_TRACES_EXPORTER says so.
+    """
     global _instrumented
     if not _instrumented:
         _instrumented = True
@@ -78,4 +82,6 @@ def configure_tracing(service: str, app: FastAPI) -> None:
 
     # A request's span is enough: the ASGI receive and send spans under it double the cost of tracing a request
     # and tell nothing the request's span does not.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="livez,readyz", exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=",".join(("livez", "readyz", *untraced)), exclude_spans=["receive", "send"]
+    )
