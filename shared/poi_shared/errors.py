@@ -17,7 +17,12 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 5
 # RFC 9110 renamed these; Python's HTTPStatus still has the older RFC 7231 phrases.
-RFC9110_TITLES = {413: "Content Too Large", 416: "Range Not Satisfiable", 422: "Unprocessable Content"}
+RFC9110_TITLES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
 
 
 class FieldProblem(BaseModel):
