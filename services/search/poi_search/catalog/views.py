@@ -1,105 +1,82 @@
-"""HTTP routes that query the read model."""
+"""Public query routes: nearest, map box and text search (no token; an API key or token raises the rate limit)."""
 
-from typing import Annotated
+import time
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Request, Response
 
-from poi_search.catalog.readmodel import Hit, ReadModel
-from poi_shared.contracts import OpenState, Service
+from poi_search.catalog import service
+from poi_search.catalog.models import BoxAnswer, BoxQuery, NearestAnswer, NearestQuery, TextAnswer, TextQuery
+from poi_search.catalog.readmodel import ReadModel
+from poi_search.http import answer, data_age, parse_query, query_parameters
+from poi_search.settings import SearchSettings
 from poi_shared.errors import invalid
-from poi_shared.models import INT64_MAX
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-class StatusSummary(BaseModel):
-    """The live status shown beside a point."""
-
-    state: OpenState
-    version: int
-    reported_at: str | None
+def _cap(value: int, cap: int, name: str) -> int:
+    if value > cap:
+        raise invalid(("query", name), f"must be at most {cap}", "less_than_equal")
+    return value
 
 
-class NearestHit(BaseModel):
-    """A point near the caller."""
-
-    id: str
-    name_uk: str
-    name_en: str | None
-    category: str
-    lat: float
-    lon: float
-    address_uk: str
-    address_en: str | None
-    settlement: str
-    katotth: str
-    capacity: int
-    services: list[str]
-    distance_m: int
-    status: StatusSummary
-
-
-class NearestResult(BaseModel):
-    """Points nearest first, and how old the data they come from may be."""
-
-    items: list[NearestHit]
-    count: int
-    data_age_s: float = Field(
-        description="Seconds since this replica last confirmed it held every event (also the X-Data-Age header, "
-        "whole seconds). About a second normally; it grows while the broker is away."
-    )
-
-
-@router.get("/nearest", response_model=NearestResult, summary="Nearest points with their live status")
-async def nearest(
-    request: Request,
-    response: Response,
-    lat: Annotated[float, Query(ge=-90, le=90)],
-    lon: Annotated[float, Query(ge=-180, le=180)],
-    limit: Annotated[
-        int, Query(ge=1, le=INT64_MAX, description="At most the configured maximum (50 by default).")
-    ] = 10,
-    radius_km: Annotated[float, Query(gt=0, description="At most the configured maximum.")] = 25.0,
-    state: Annotated[OpenState | None, Query(description="Only points in this state.")] = None,
-    service: Annotated[list[Service] | None, Query(description="Only points offering all of these.")] = None,
-) -> NearestResult:
-    """Public: the nearest visible points, coarse ones at their rounded location."""
-    settings = request.app.state.settings
-    if limit > settings.max_limit:
-        raise invalid(("query", "limit"), f"must be at most {settings.max_limit}", "less_than_equal")
-    if radius_km > settings.max_radius_km:
+@router.get(
+    "/nearest",
+    summary="Nearest points with their live status",
+    response_model=None,
+    responses={200: {"model": NearestAnswer, "description": "Nearest first."}},
+    openapi_extra=query_parameters(NearestQuery),
+)
+async def nearest(request: Request) -> Response:
+    """The nearest visible points matching the filters, within the radius; coarse ones at their rounded place."""
+    query = parse_query(request, NearestQuery)
+    settings: SearchSettings = request.app.state.settings
+    limit = _cap(query.limit, settings.max_limit, "limit")
+    if query.radius_km > settings.max_radius_km:
         raise invalid(("query", "radius_km"), f"must be at most {settings.max_radius_km:g}", "less_than_equal")
-    data_age_s: float | None = request.app.state.data_age()
-    if data_age_s is None:
-        raise HTTPException(503, "search is still loading points", headers={"Retry-After": "2"})
+    age_s, now = data_age(request), time.time()
+    filters = service.filters_of(query, now=now, open_max_age_s=settings.open_max_age_s)
     model: ReadModel = request.app.state.read_model
-    hits = model.nearest(
-        lat, lon, limit=limit, radius_m=radius_km * 1000, state=state, services=frozenset(service or ())
+    found = service.nearest(
+        model, query, limit=limit, radius_m=query.radius_km * 1000, filters=filters, now=now, age_s=age_s
     )
-    response.headers["X-Data-Age"] = str(int(data_age_s))
-    return NearestResult(items=[_hit(h) for h in hits], count=len(hits), data_age_s=round(data_age_s, 1))
+    return answer(request, found.body, etag=found.etag, max_age_s=settings.cache_max_age_s, data_age_s=age_s)
 
 
-def _hit(hit: Hit) -> NearestHit:
-    point, status = hit.point, hit.status
-    return NearestHit(
-        id=str(point.id),
-        name_uk=point.name_uk,
-        name_en=point.name_en,
-        category=point.category.value,
-        lat=hit.place.lat,
-        lon=hit.place.lon,
-        address_uk=hit.place.address_uk,
-        address_en=hit.place.address_en,
-        settlement=point.settlement,
-        katotth=point.katotth,
-        capacity=point.capacity,
-        services=[s.value for s in point.services],
-        distance_m=round(hit.distance_m),
-        status=StatusSummary(
-            state=status.state if status else OpenState.unknown,
-            version=status.version if status else 0,
-            reported_at=status.reported_at.isoformat() if status else None,
-        ),
-    )
+@router.get(
+    "/bbox",
+    summary="Points in a map viewport",
+    response_model=None,
+    responses={200: {"model": BoxAnswer, "description": "Nearest the box's centre first."}},
+    openapi_extra=query_parameters(BoxQuery),
+)
+async def within_box(request: Request) -> Response:
+    """The visible points in the box matching the filters, at most limit of them, nearest its centre first."""
+    query = parse_query(request, BoxQuery)
+    settings: SearchSettings = request.app.state.settings
+    limit = _cap(query.limit, settings.max_box_limit, "limit")
+    age_s, now = data_age(request), time.time()
+    filters = service.filters_of(query, now=now, open_max_age_s=settings.open_max_age_s)
+    found = service.within(request.app.state.read_model, query, limit=limit, filters=filters, now=now, age_s=age_s)
+    return answer(request, found.body, etag=found.etag, max_age_s=settings.cache_max_age_s, data_age_s=age_s)
+
+
+@router.get(
+    "/text",
+    summary="Points by name, address or settlement",
+    response_model=None,
+    responses={200: {"model": TextAnswer, "description": "Best matches first."}},
+    openapi_extra=query_parameters(TextQuery),
+)
+async def search_text(request: Request) -> Response:
+    """Points whose names, address or settlement match the words, in Ukrainian or Latin script, typos allowed."""
+    query = parse_query(request, TextQuery)
+    settings: SearchSettings = request.app.state.settings
+    limit = _cap(query.limit, settings.max_limit, "limit")
+    if (query.lat is None) != (query.lon is None):
+        missing = "lon" if query.lon is None else "lat"
+        raise invalid(("query", missing), "give lat and lon together", "missing")
+    age_s, now = data_age(request), time.time()
+    filters = service.filters_of(query, now=now, open_max_age_s=settings.open_max_age_s, katotth=query.katotth)
+    found = service.search_text(request.app.state.read_model, query, limit=limit, filters=filters, now=now, age_s=age_s)
+    return answer(request, found.body, etag=found.etag, max_age_s=settings.cache_max_age_s, data_age_s=age_s)

@@ -1,0 +1,1 @@
+"""Integrator API keys: issued and revoked by an admin, stored hashed, watched by every replica."""
