@@ -13,6 +13,7 @@ import nats
 import pytest
 
 from poi_cli import embedded, stack
+from poi_search.data import keys_bucket
 from poi_shared.contracts import STREAMS
 
 
@@ -106,9 +107,10 @@ async def drop_namespace(infra: stack.Infrastructure, ns: str) -> None:
     nc = await nats.connect(infra.nats_url)
     try:
         js = nc.jetstream()
-        for spec in STREAMS:
+        # The contract's streams, and search's key-value bucket of integrator keys (a KV_<bucket> stream).
+        for name in [*(spec.stream_name(ns) for spec in STREAMS), f"KV_{keys_bucket(ns)}"]:
             try:
-                await js.delete_stream(spec.stream_name(ns))
+                await js.delete_stream(name)
             except nats.js.errors.NotFoundError:
                 pass
     finally:

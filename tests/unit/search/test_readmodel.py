@@ -1,27 +1,39 @@
-"""The read model keeps the newest version of each point and status and answers nearest queries."""
+"""The read model: newest versions only, exact nearest order, every filter, visibility, text, boxes, the change feed."""
 
+import math
+import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from poi_search.catalog.readmodel import ReadModel, haversine_m
+import orjson
+import pytest
+
+from poi_search.catalog import service
+from poi_search.catalog.models import BoxQuery, NearestQuery, TextQuery
+from poi_search.catalog.readmodel import Box, Filters, ReadModel
 from poi_shared.contracts import (
     HostType,
     OpenState,
     PointCategory,
     PointState,
+    PowerSource,
     Schedule,
     Service,
     StatusState,
     Visibility,
 )
 
+NOW = datetime.now(UTC)
+KYIV = (50.4501, 30.5234)
 
-def point(lat: float, lon: float, **changes: object) -> PointState:
-    base = {
+
+def point(lat: float, lon: float, **changes: Any) -> PointState:
+    base: dict[str, Any] = {
         "id": uuid.uuid4(),
         "code": "80-000001",
         "version": 1,
-        "name_uk": "Пункт",
+        "name_uk": "Пункт незламності",
         "category": PointCategory.state,
         "host_type": HostType.school,
         "lat": lat,
@@ -33,56 +45,259 @@ def point(lat: float, lon: float, **changes: object) -> PointState:
         "services": [Service.heat, Service.charging],
         "schedule": Schedule(),
         "visibility": Visibility.public,
-        "updated_at": datetime.now(UTC),
+        "updated_at": NOW,
     }
     return PointState.model_validate({**base, **changes})
 
 
-def test_older_and_repeated_versions_are_skipped() -> None:
-    model = ReadModel()
-    p2 = point(50.45, 30.52, version=2, name_uk="нове")
-    assert model.apply_point(p2)
-    assert not model.apply_point(p2)
-    assert not model.apply_point(p2.model_copy(update={"version": 1, "name_uk": "старе"}))
-    assert model.points[p2.id].name_uk == "нове"
+def status(of: PointState, **changes: Any) -> StatusState:
+    base: dict[str, Any] = {
+        "point_id": of.id,
+        "version": 1,
+        "state": OpenState.open,
+        "reported_at": NOW,
+        "reported_by": "operator",
+    }
+    return StatusState.model_validate({**base, **changes})
 
 
-def test_nearest_orders_by_distance_and_filters() -> None:
-    model = ReadModel()
-    near, far, hidden, retired = (
-        point(50.4501, 30.5234),
-        point(50.50, 30.60),
-        point(50.4502, 30.5235, visibility=Visibility.hidden),
-        point(50.4503, 30.5236, retired=True),
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The brute-force reference: great-circle metres by the haversine formula."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
+
+
+class Model:
+    """A read model fed like the service feeds it, with the stream sequences counted."""
+
+    def __init__(self) -> None:
+        self.model = ReadModel(index_delta_max=10**9)
+        self.seq = {"points": 0, "status": 0}
+
+    def put(self, *events: PointState | StatusState) -> None:
+        for event in events:
+            stream = "points" if isinstance(event, PointState) else "status"
+            self.seq[stream] += 1
+            if isinstance(event, PointState):
+                self.model.apply_point(event, self.seq[stream])
+            else:
+                self.model.apply_status(event, self.seq[stream])
+
+    def ids(self, slots: Any) -> list[str]:
+        return [self.model.records[s].id for s in slots.tolist()]
+
+    def nearest(self, lat: float, lon: float, limit: int = 50, radius_m: float = 50_000, **query: Any) -> list[str]:
+        filters = service.filters_of(
+            NearestQuery.model_validate({"lat": lat, "lon": lon, **query}),
+            now=datetime.now(UTC).timestamp(),
+            open_max_age_s=3 * 3600,
+        )
+        slots, _ = self.model.nearest(lat, lon, limit=limit, radius_m=radius_m, filters=filters)
+        return self.ids(slots)
+
+    def item(self, point_id: str) -> dict[str, Any]:
+        slot = self.model.slot_of(point_id)
+        assert slot is not None
+        record = self.model.records[slot]
+        return orjson.loads(record.item(record.age(datetime.now(UTC).timestamp()), b""))
+
+
+def test_older_and_repeated_versions_change_nothing() -> None:
+    fed = Model()
+    p2 = point(*KYIV, version=2, name_uk="нове")
+    fed.put(p2)
+    before = fed.item(str(p2.id))
+    assert not fed.model.apply_point(p2, 99)
+    assert not fed.model.apply_point(p2.model_copy(update={"version": 1, "name_uk": "старе"}), 100)
+    assert fed.item(str(p2.id)) == before and before["name_uk"] == "нове"
+    s2 = status(p2, version=2, state=OpenState.closed)
+    fed.put(s2)
+    assert not fed.model.apply_status(s2.model_copy(update={"version": 1, "state": OpenState.open}), 100)
+    assert fed.item(str(p2.id))["status"]["state"] == "closed"
+    assert fed.model.heads() == (1, 1), "skipped events move no cursor"
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["indexed", "dirty"])
+def test_nearest_order_matches_a_brute_force_reference(merged: bool) -> None:
+    rng, fed = random.Random(8), Model()
+    points = []
+    for n in range(2500):
+        lat, lon = (
+            (rng.gauss(50.45, 0.1), rng.gauss(30.52, 0.15))
+            if n % 4 == 0
+            else (rng.uniform(44, 52.5), rng.uniform(22, 40))
+        )
+        points.append(point(lat, lon))
+    points.append(point(52.52, 13.40))  # Berlin: the grid must cover far-away points too
+    fed.put(*points)
+    if merged:
+        fed.model.merge_index()
+    for _ in range(300):
+        lat, lon = rng.uniform(43, 54), rng.uniform(12, 42)
+        limit, radius = rng.choice((1, 10, 50)), rng.choice((2_000, 30_000, 200_000, 2_000_000))
+        distances = sorted((haversine_m(lat, lon, p.lat, p.lon), str(p.id)) for p in points)
+        expected = [d for d in distances if d[0] <= radius][:limit]
+        slots, metres = fed.model.nearest(lat, lon, limit=limit, radius_m=radius, filters=Filters())
+        assert len(slots) == len(expected)
+        assert metres.tolist() == pytest.approx([d for d, _ in expected], abs=0.01)
+        # Ties aside, the same points in the same order.
+        assert all(
+            got == want or abs(m - d) < 0.01
+            for got, want, m, (d, _) in zip(fed.ids(slots), [i for _, i in expected], metres, expected, strict=True)
+        )
+
+
+def test_a_moved_point_is_found_at_its_new_place_before_and_after_the_index_is_rebuilt() -> None:
+    fed = Model()
+    moving = point(*KYIV)
+    fed.put(moving, point(49.84, 24.03))
+    fed.model.merge_index()
+    fed.put(moving.model_copy(update={"version": 2, "lat": 49.8401, "lon": 24.0301}))
+    assert fed.nearest(49.8401, 24.0301, limit=1) == [str(moving.id)]
+    assert str(moving.id) not in fed.nearest(*KYIV, radius_m=10_000)
+    fed.model.merge_index()
+    assert fed.nearest(49.8401, 24.0301, limit=1) == [str(moving.id)]
+    assert str(moving.id) not in fed.nearest(*KYIV, radius_m=10_000)
+
+
+def test_every_filter() -> None:
+    fed = Model()
+    plain = point(*KYIV)
+    stale = point(*KYIV)
+    closed = point(*KYIV)
+    no_heat = point(*KYIV, services=[Service.charging])
+    business = point(*KYIV, category=PointCategory.business)
+    full = point(*KYIV, capacity=50)
+    wheelchair = point(*KYIV, services=[Service.heat, Service.wheelchair_accessible])
+    mothers = point(*KYIV, services=[Service.heat, Service.mother_child])
+    powered = point(*KYIV)
+    fed.put(plain, stale, closed, no_heat, business, full, wheelchair, mothers, powered)
+    fed.put(
+        status(plain, occupancy=10),
+        status(stale, reported_at=NOW - timedelta(hours=4)),
+        status(closed, state=OpenState.closed),
+        status(no_heat),
+        status(business),
+        status(full, occupancy=50),
+        status(wheelchair),
+        status(mothers),
+        status(powered, power=PowerSource.generator),
     )
-    no_heat = point(50.4504, 30.5237, services=[Service.charging])
-    for p in (far, near, hidden, retired, no_heat):
-        model.apply_point(p)
-    model.apply_status(
-        StatusState(point_id=far.id, version=1, state=OpenState.open, reported_at=datetime.now(UTC), reported_by="o")
+    everyone = {str(p.id) for p in (plain, stale, closed, no_heat, business, full, wheelchair, mothers, powered)}
+    assert set(fed.nearest(*KYIV)) == everyone
+    assert set(fed.nearest(*KYIV, open_now=True)) == everyone - {str(stale.id), str(closed.id)}
+    assert set(fed.nearest(*KYIV, state=["closed"])) == {str(closed.id)}
+    assert set(fed.nearest(*KYIV, service=["heat", "charging"])) == everyone - {
+        str(no_heat.id),
+        str(wheelchair.id),
+        str(mothers.id),
+    }
+    assert set(fed.nearest(*KYIV, category=["business"])) == {str(business.id)}
+    assert str(full.id) not in fed.nearest(*KYIV, free_places=True)
+    assert str(plain.id) in fed.nearest(*KYIV, free_places=True), "unknown occupancy counts as room"
+    assert set(fed.nearest(*KYIV, wheelchair=True)) == {str(wheelchair.id)}
+    assert set(fed.nearest(*KYIV, mother_child=True)) == {str(mothers.id)}
+    assert set(fed.nearest(*KYIV, power_on=True)) == {str(powered.id)}
+    assert fed.item(str(full.id))["free_places"] == 0 and fed.item(str(plain.id))["free_places"] == 90
+
+
+def test_hidden_and_retired_points_are_never_answered_and_coarse_ones_only_roughly() -> None:
+    fed = Model()
+    hidden = point(*KYIV, visibility=Visibility.hidden, name_uk="Таємний пункт")
+    retired = point(*KYIV, retired=True, name_uk="Закритий пункт")
+    coarse = point(50.456789, 30.523456, visibility=Visibility.coarse, address_uk="вул. Потаємна, 7")
+    fed.put(hidden, retired, coarse)
+    fed.model.merge_index()
+    assert fed.nearest(*KYIV) == [str(coarse.id)]
+    item = fed.item(str(coarse.id))
+    assert (item["lat"], item["lon"], item["exact_location"]) == (50.46, 30.52, False)
+    assert item["address_uk"] == "Київ" and "Потаємна" not in str(item)
+    box, _ = fed.model.within(Box(30, 50, 31, 51), filters=Filters(), limit=10)
+    assert fed.ids(box) == [str(coarse.id)]
+    for words in ("Таємний", "Закритий", "Потаємна"):
+        slots, _, _ = fed.model.search_text(words, filters=Filters(), limit=10, near=None)
+        assert str(hidden.id) not in fed.ids(slots) and str(retired.id) not in fed.ids(slots)
+        assert str(coarse.id) not in fed.ids(slots) or words != "Потаємна", "a coarse point's address is secret"
+    # Hidden later: gone at once, and the spatial index never answers it from its old position.
+    fed.put(coarse.model_copy(update={"version": 2, "visibility": Visibility.hidden}))
+    assert fed.nearest(*KYIV) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("Ліцей Хрещатик", "Ліцей №5"),
+        ("Litsei Khreshchatyk", "Ліцей №5"),  # KMU-55 Latin
+        ("litsej khreshatyk", "Ліцей №5"),  # typos
+        ("Хрещятик", "Ліцей №5"),  # a typo in Cyrillic
+        ("Ліц", "Ліцей №5"),  # still typing
+        ("Zviazok", "Пункт «Зв'язок»"),  # the apostrophe is dropped, as KMU-55 does
+        ("Bila Tserkva", "Бібліотека, Біла Церква"),
+    ],
+)
+def test_text_finds_ukrainian_names_in_latin_and_with_typos(query: str, found: str) -> None:
+    fed = Model()
+    fed.put(
+        point(*KYIV, name_uk="Ліцей №5", address_uk="вул. Хрещатик, 1, Київ"),
+        point(*KYIV, name_uk="Пункт «Зв'язок»", address_uk="вул. Садова, 3, Київ"),
+        point(49.8, 30.1, name_uk="Бібліотека, Біла Церква", settlement="Біла Церква", address_uk="вул. Леся, 2"),
+        point(*KYIV, name_uk="Аптека №3", address_uk="вул. Січова, 9, Київ"),
     )
+    slots, scores, _ = fed.model.search_text(query, filters=Filters(), limit=5, near=None)
+    names = [fed.item(i)["name_uk"] for i in fed.ids(slots)]
+    assert names and names[0] == found and 0 < scores[0] <= 100
 
-    hits = model.nearest(50.45, 30.52, limit=10, radius_m=50_000)
-    assert [h.point.id for h in hits] == [near.id, no_heat.id, far.id]
-    assert hits[0].distance_m < hits[1].distance_m < hits[2].distance_m
 
-    with_heat = model.nearest(50.45, 30.52, limit=10, radius_m=50_000, services=frozenset({Service.heat}))
-    assert no_heat.id not in [h.point.id for h in with_heat]
-    assert [h.point.id for h in model.nearest(50.45, 30.52, limit=10, radius_m=50_000, state=OpenState.open)] == [
-        far.id
+def test_text_is_biased_toward_a_place_and_filtered_by_katotth() -> None:
+    fed = Model()
+    kyiv = point(*KYIV, name_uk="Школа №1", katotth="UA80000000000093317")
+    lviv = point(49.84, 24.03, name_uk="Школа №1", settlement="Львів", katotth="UA46060250010015970")
+    fed.put(kyiv, lviv)
+    near_lviv, _, metres = fed.model.search_text("Школа", filters=Filters(), limit=2, near=(49.84, 24.03))
+    assert fed.ids(near_lviv) == [str(lviv.id), str(kyiv.id)] and metres is not None and metres[0] < 100
+    query = TextQuery.model_validate({"q": "Школа", "katotth": "UA80"})
+    filters = service.filters_of(query, now=NOW.timestamp(), open_max_age_s=3600, katotth=query.katotth)
+    only_kyiv, _, _ = fed.model.search_text("Школа", filters=filters, limit=2, near=(49.84, 24.03))
+    assert fed.ids(only_kyiv) == [str(kyiv.id)]
+
+
+def test_a_box_answers_what_lies_inside_it_nearest_its_centre_first() -> None:
+    fed = Model()
+    centre, edge, outside = point(50.45, 30.5), point(50.49, 30.59), point(50.7, 30.5)
+    fed.put(centre, edge, outside)
+    query = BoxQuery.model_validate({"bbox": "30.4,50.4,30.6,50.5"})
+    slots, matched = fed.model.within(query.box(), filters=Filters(), limit=1)
+    assert fed.ids(slots) == [str(centre.id)] and matched == 2
+
+
+@pytest.mark.parametrize("bbox", ["30.6,50.4,30.4,50.5", "30.4,50.5,30.6,50.4", "30.4,50.4,30.6", "190,0,191,1"])
+def test_a_wrong_box_is_refused(bbox: str) -> None:
+    with pytest.raises(ValueError, match="bbox"):
+        BoxQuery.model_validate({"bbox": bbox})
+
+
+def test_the_change_feed_pages_through_every_change_once_and_then_only_what_changed() -> None:
+    fed = Model()
+    points = [point(*KYIV) for _ in range(5)]
+    fed.put(*points, *(status(p) for p in points))
+    seen: dict[str, bool] = {}
+    after, more = (0, fed.model.heads()[1]), True
+    while more:
+        changes, next_points, next_status, more = fed.model.changes(
+            after_points=after[0], after_status=after[1], limit=2
+        )
+        assert len(changes) <= 2
+        seen.update({fed.model.records[c.slot].id: c.removed for c in changes})
+        after = (next_points, next_status)
+    assert seen == {str(p.id): False for p in points}
+    assert fed.model.changes(after_points=after[0], after_status=after[1], limit=10)[0] == []
+
+    fed.put(status(points[0], version=2, state=OpenState.closed))
+    fed.put(points[1].model_copy(update={"version": 2, "visibility": Visibility.hidden}))
+    changes, *_ = fed.model.changes(after_points=after[0], after_status=after[1], limit=10)
+    assert [(fed.model.records[c.slot].id, c.removed) for c in changes] == [
+        (str(points[1].id), True),
+        (str(points[0].id), False),
     ]
-    assert model.nearest(50.45, 30.52, limit=10, radius_m=100) == []
-    assert len(model.nearest(50.45, 30.52, limit=1, radius_m=50_000)) == 1
-
-
-def test_coarse_points_are_shown_rounded() -> None:
-    model = ReadModel()
-    coarse = point(50.456789, 30.523456, visibility=Visibility.coarse)
-    model.apply_point(coarse)
-    hit = model.nearest(50.45, 30.52, limit=1, radius_m=10_000)[0]
-    assert (hit.place.lat, hit.place.lon) == (50.46, 30.52)
-    assert hit.place.address_uk == "Київ"
-
-
-def test_haversine_kyiv_to_lviv() -> None:
-    assert 465_000 < haversine_m(50.4501, 30.5234, 49.8397, 24.0297) < 475_000

@@ -28,6 +28,21 @@ FACTORIES: dict[str, Callable[[], FastAPI]] = {
     "notify": lambda: create_notify(NotifySettings()),
 }
 REQUIRED, OPTIONAL, PUBLIC = [{BEARER_SCHEME: []}], [{}, {BEARER_SCHEME: []}], []
+INTEGRATOR = [{}, {BEARER_SCHEME: []}, {"apiKey": []}]  # public; an API key or token raises the rate limit
+SEARCH_READS = [
+    "/v1/search/nearest",
+    "/v1/search/bbox",
+    "/v1/search/text",
+    "/v1/opendata/points.geojson",
+    "/v1/opendata/points.csv",
+    "/v1/ogc/",
+    "/v1/ogc/conformance",
+    "/v1/ogc/collections",
+    "/v1/ogc/collections/points",
+    "/v1/ogc/collections/points/items",
+    "/v1/ogc/collections/points/items/{feature_id}",
+    "/v1/changes",
+]
 # Who may call what, written down once by hand: a new operation fails here until its security is decided.
 EXPECTED_SECURITY = {
     ("registry", "POST /v1/points"): REQUIRED,
@@ -50,7 +65,10 @@ EXPECTED_SECURITY = {
     ("status", "GET /v1/status/lists/{kind}"): REQUIRED,
     ("status", "GET /v1/status/stats/states"): REQUIRED,
     ("status", "GET /v1/status/stats/visitors"): REQUIRED,
-    ("search", "GET /v1/search/nearest"): PUBLIC,
+    **{("search", f"GET {path}"): INTEGRATOR for path in SEARCH_READS},
+    ("search", "POST /v1/keys"): REQUIRED,
+    ("search", "GET /v1/keys"): REQUIRED,
+    ("search", "DELETE /v1/keys/{key_id}"): REQUIRED,
     ("notify", "GET /v1/observations"): REQUIRED,
     **{(service, "GET /readyz"): PUBLIC for service in FACTORIES},
 }
@@ -111,8 +129,10 @@ def test_every_operation_documents_its_problems(service_document: tuple[str, dic
             assert {400, 413, 415} <= statuses, name
         if operation["security"] == REQUIRED:
             assert {401, 403} <= statuses and "WWW-Authenticate" in responses["401"]["headers"], name
-        if operation["security"] == OPTIONAL:
+        if operation["security"] in (OPTIONAL, INTEGRATOR):
             assert 401 in statuses, name
+        if operation["security"] == INTEGRATOR:
+            assert {304, 414, 429} <= statuses and "Retry-After" in responses["429"]["headers"], name
         if operation["security"] == PUBLIC:
             assert not {401, 403} & statuses, name
         for status, response in responses.items():
