@@ -1,95 +1,98 @@
-"""A bench-only search app: the real nearest router over demo points in memory, without NATS or tracing."""
+"""The bench's server: the real search app (fed from NATS), plus its two baselines on the same server.
 
-import json
+- `/empty`: the cheapest JSON answer FastAPI gives (baseline a);
+- `/bench/postgis/nearest`: the same query answered by PostGIS with a GiST index, JSON built by PostgreSQL (b);
+- `/bench/info`: when the replica caught up, counted from the start of its lifespan.
+
+Neither baseline is rate limited or traced, like the search routes are not traced; the search routes are rate
+limited (with limits set high by the bench) as in production.
+"""
+
 import os
-import random
-import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
-from uuid import uuid4
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+import asyncpg
+from fastapi import FastAPI, Request, Response
 
-from poi_cli.demo import demo_points
-from poi_registry.points.models import PointCreate
-from poi_search.catalog.readmodel import ReadModel
-from poi_search.catalog.views import router as search_router
+from poi_search.app import UNTRACED
+from poi_search.app import create_app as create_search
 from poi_search.settings import SearchSettings
-from poi_shared.contracts import POINT_REGISTERED, STATUS_CHANGED, OpenState, PointState, StatusState
-from poi_shared.envelope import build_message, parse_message
 
-POINT_COUNT = 17_000
-OPEN_SHARE = 0.7
-EVENTS_ENV = "BENCH_SEARCH_EVENTS"
+POSTGIS_ENV = "BENCH_POSTGIS_URL"
+BASELINES = ("/empty", "/bench/")
 
-Message = tuple[dict[str, str], bytes]
-
-
-def demo_messages(count: int = POINT_COUNT, seed: int = 7) -> list[Message]:
-    """Point and status events as the service receives them (headers, body); ~70% open, the rest closed/unknown."""
-    rng, now = random.Random(seed), datetime.now(UTC)
-    messages: list[Message] = []
-    for n, raw in enumerate(demo_points(count, seed=seed)):
-        fields = PointCreate.model_validate(raw).model_dump(exclude={"contact_phone"})
-        point = PointState(id=uuid4(), code=f"B-{n:06d}", version=1, updated_at=now, retired=False, **fields)
-        state = OpenState.open if rng.random() < OPEN_SHARE else rng.choice((OpenState.closed, OpenState.unknown))
-        status = StatusState(point_id=point.id, version=1, state=state, reported_at=now, reported_by="bench")
-        for event_type, data in ((POINT_REGISTERED, point), (STATUS_CHANGED, status)):
-            msg = build_message(namespace="poi", event_type=event_type, key=str(point.id), data=data, source="bench")
-            messages.append((msg.headers, msg.body))
-    return messages
-
-
-def write_events(path: Path, messages: list[Message]) -> None:
-    """Store events as JSON lines, so the server and the cold build read the same ones."""
-    with path.open("w", encoding="utf-8") as f:
-        for headers, body in messages:
-            f.write(json.dumps({"headers": headers, "body": body.decode()}) + "\n")
-
-
-def read_events(path: Path) -> list[Message]:
-    """Events stored by write_events."""
-    with path.open(encoding="utf-8") as f:
-        return [(e["headers"], e["body"].encode()) for e in map(json.loads, f)]
-
-
-def build_read_model(messages: list[Message]) -> ReadModel:
-    """Parse and apply every event as the service's stream follower does."""
-    model = ReadModel()
-    for headers, body in messages:
-        data = parse_message(headers, body).data
-        if isinstance(data, PointState):
-            model.apply_point(data)
-        elif isinstance(data, StatusState):
-            model.apply_status(data)
-    return model
-
-
-def cold_build_seconds(path: Path) -> float:
-    """Seconds to build the read model from stored events (run in a fresh process for a cold figure)."""
-    messages = read_events(path)
-    start = time.perf_counter()
-    build_read_model(messages)
-    return time.perf_counter() - start
+POSTGIS_QUERY = """
+SELECT coalesce(jsonb_agg(item || jsonb_build_object('distance_m', round(dist)) ORDER BY dist), '[]')::text,
+       count(*)
+FROM (
+    SELECT item, ST_Distance(geog, here) AS dist
+    FROM bench_points, (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS here) AS q
+    WHERE state = 'open' AND reported_at >= now() - make_interval(secs => $5)
+      AND services @> $3::text[] AND ST_DWithin(geog, here, $4)
+    ORDER BY geog <-> here
+    LIMIT $6
+) AS nearest
+"""
 
 
 def create_app() -> FastAPI:
-    """The app for `uvicorn --factory`: events from $BENCH_SEARCH_EVENTS if set, else freshly generated."""
-    path = os.environ.get(EVENTS_ENV)
-    model = build_read_model(read_events(Path(path)) if path else demo_messages())
-    app = FastAPI(title="bench: search nearest")
-    # The model is complete from the start: its data is as fresh as the events it was built from.
-    app.state.settings, app.state.read_model, app.state.data_age = SearchSettings(), model, lambda: 0.0
-    app.include_router(search_router)
+    """The app for `uvicorn --factory`: search configured from POI_SEARCH_*, with the baselines beside it."""
+    started = time.monotonic()
+    settings = SearchSettings()
+    app = create_search(settings, untraced=(*UNTRACED, *BASELINES))
+    search_lifespan = app.router.lifespan_context
+    caught_up: list[float] = []
 
-    @app.get("/empty", response_model=None)
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lifespan_started = time.monotonic()
+        async with search_lifespan(app):
+            url = os.environ.get(POSTGIS_ENV)
+            app.state.postgis = await asyncpg.create_pool(url, min_size=4, max_size=8) if url else None
+            data_age = app.state.data_age
+            app.state.data_age = lambda: _note_caught_up(data_age(), caught_up, lifespan_started)
+            try:
+                yield
+            finally:
+                if app.state.postgis is not None:
+                    await app.state.postgis.close()
+
+    app.router.lifespan_context = lifespan
+
+    @app.get("/empty", include_in_schema=False, response_model=None)
     async def empty() -> dict[str, object]:
-        """Baseline: the cheapest JSON answer FastAPI gives."""
+        """Baseline (a): the cheapest JSON answer FastAPI gives."""
         return {}
+
+    @app.get("/bench/postgis/nearest", include_in_schema=False, response_model=None)
+    async def postgis_nearest(request: Request) -> Response:
+        """Baseline (b): the same nearest query answered by PostGIS (geography <-> with a GiST index)."""
+        q = request.query_params
+        row = await app.state.postgis.fetchrow(
+            POSTGIS_QUERY,
+            float(q["lat"]),
+            float(q["lon"]),
+            q.getlist("service"),
+            float(q["radius_km"]) * 1000,
+            settings.open_max_age_s,
+            int(q["limit"]),
+        )
+        body = b'{"items":' + row[0].encode() + b',"count":' + str(row[1]).encode() + b"}"
+        return Response(body, media_type="application/json")
+
+    @app.get("/bench/info", include_in_schema=False, response_model=None)
+    async def info() -> dict[str, object]:
+        """When the replica caught up, in seconds from the start of the process and of its lifespan."""
+        app.state.data_age()
+        return {"caught_up_s": caught_up[0] if caught_up else None, "process_s": time.monotonic() - started}
 
     return app
 
 
-if __name__ == "__main__":
-    print(cold_build_seconds(Path(sys.argv[1])))
+def _note_caught_up(age: float | None, caught_up: list[float], since: float) -> float | None:
+    """Pass the data age through, noting when there first was one (the bench asks often while it waits)."""
+    if age is not None and not caught_up:
+        caught_up.append(time.monotonic() - since)
+    return age
