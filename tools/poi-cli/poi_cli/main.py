@@ -1,4 +1,4 @@
-"""The `poi` command: run the development stack, migrate, seed, import, issue development tokens."""
+"""The `poi` command: run the development stack, migrate, seed, import, issue development tokens and integrator keys."""
 
 import asyncio
 import os
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from poi_cli import deadletters, stack
+from poi_cli import deadletters, keys, stack
 from poi_cli.demo import NATIONAL_POINTS
 from poi_cli.seed import seed_points, write_dataset
 from poi_cli.supervisor import GaveUp, Supervisor
@@ -22,6 +22,7 @@ from poi_shared.auth import Role, issue_token, katotth_scope, point_scope
 
 app = typer.Typer(help="Points of Invincibility backend: development and operations commands.", no_args_is_help=True)
 app.add_typer(deadletters.app, name="deadletters")
+app.add_typer(keys.app, name="keys")
 console = Console()
 error_console = Console(stderr=True)
 

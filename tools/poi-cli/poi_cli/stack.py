@@ -203,7 +203,7 @@ def service_env(
     }
     if service in database_urls:
         env[f"{prefix}DATABASE_URL"] = database_urls[service]
-    if service == "status":
+    if service in ("status", "search"):  # status: current state; search: shared rate-limit counters
         env[f"{prefix}REDIS_URL"] = infra.redis_url
     return env
 
