@@ -28,7 +28,7 @@ SECRET_NAME = "poi-secrets"
 SECRET_ENV = {
     "registry": {"POI_REGISTRY_DATABASE_URL"},
     "status": {"POI_STATUS_DATABASE_URL", "POI_STATUS_REDIS_URL"},
-    "search": set(),
+    "search": {"POI_SEARCH_REDIS_URL"},  # shared rate-limit counters, in the Redis status uses
     "notify": {"POI_NOTIFY_DATABASE_URL"},
 }
 MIGRATING = {"registry", "status", "notify"}
