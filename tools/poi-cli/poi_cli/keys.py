@@ -63,7 +63,8 @@ def list_command(nats_url: NatsUrl = None, namespace: Namespace = "poi", port_of
     """Every key, active and revoked (never the keys themselves)."""
     records = _run(nats_url, namespace, port_offset, service.list_keys)
     table = Table(title=f"Integrator keys in {data.keys_bucket(namespace)}")
-    for column in ("id", "name", "rate limit", "created", "by", "revoked", "by"):
+    table.add_column("id", no_wrap=True, min_width=12)  # what `poi keys revoke` takes: never folded
+    for column in ("name", "rate limit", "created", "by", "revoked", "by"):
         table.add_column(column, overflow="fold")
     for r in records:
         revoked = f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else ""
