@@ -99,6 +99,10 @@ def create_app(settings: SearchSettings | None = None, *, untraced: tuple[str, .
                 cache=cache, broker=broker, required={"catalog": caught_up_once}, facts={"data_age_s": data_age_fact}
             )
             _track(app.state.metrics, broker, model, data_age)
+            app.state.metrics.gauge(
+                "poi_search_rate_limits_shared",
+                "1 while this replica shares its rate-limit counts through Redis; 0 while it limits on its own.",
+            ).set_function(lambda: float(limiter.redis_up))
             yield
 
     app = build_app(

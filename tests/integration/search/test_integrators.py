@@ -114,9 +114,11 @@ async def test_limits_hold_per_replica_while_redis_is_down_and_are_shared_again_
             assert statuses == [200, 200, 200, 429], "the replica goes on counting by itself"
             outage_logs = [r for r in caplog.records if "per replica" in r.getMessage()]
             assert len(outage_logs) == 1, "an outage is logged once, not per request or per sync"
+            assert "poi_search_rate_limits_shared 0.0" in (await client.get("/metrics")).text
             await proxy.restore()
             await eventually(lambda: _counted_in_redis(infra.redis_url, namespace, 4), "the counts reach Redis again")
             assert any("again" in r.getMessage() for r in caplog.records)
+            assert "poi_search_rate_limits_shared 1.0" in (await client.get("/metrics")).text
     await drop_namespace(infra, namespace)
     cache = redis.Redis.from_url(infra.redis_url)
     try:
