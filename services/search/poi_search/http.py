@@ -6,9 +6,9 @@ response serialisation cost more than the search itself. Query strings are still
 """
 
 import copy
+import functools
 import gzip
 import math
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request, Response
@@ -54,15 +54,10 @@ def parse_query(request: Request, model: type[M], *, status: int = 422) -> M:
         raise HTTPException(status, summary) from None
 
 
-_LIST_FIELDS: dict[type[BaseModel], frozenset[str]] = {}
-
-
+@functools.cache
 def _list_fields(model: type[BaseModel]) -> frozenset[str]:
-    fields = _LIST_FIELDS.get(model)
-    if fields is None:
-        schema = model.model_json_schema()
-        fields = _LIST_FIELDS[model] = frozenset(name for name, prop in schema["properties"].items() if _is_array(prop))
-    return fields
+    """The model's fields that take a list: parameters that may repeat."""
+    return frozenset(name for name, prop in model.model_json_schema()["properties"].items() if _is_array(prop))
 
 
 def _is_array(schema: dict[str, Any]) -> bool:
@@ -146,11 +141,3 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
     if isinstance(schema, list):
         return [_inline(v, defs) for v in schema]
     return schema
-
-
-def json_list(items: list[bytes]) -> bytes:
-    """A JSON array of pre-serialised items."""
-    return b"[" + b",".join(items) + b"]"
-
-
-Clock = Callable[[], float]
