@@ -11,7 +11,7 @@ Everything runs on the event loop: applying an event and answering a query never
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -118,24 +118,25 @@ class ReadModel:
         record.point_version = point.version
         was_visible = record.point is not None
         shown = public_point(point, point_id)
-        public = record.point = None if shown is None else shown[0]
         flags = int(self._flags[slot]) & ~POINT_BITS
-        if shown is None or public is None:
+        if shown is None:
+            record.point = None
             flags &= ~INDEXED
             self._dirty.discard(slot)
             self.text.remove(slot)
         else:
+            public = shown.point
             flags |= VISIBLE | point_bits(point)
             xyz = unit_vector(public.lat, public.lon)
             if not was_visible or not np.array_equal(self._xyz[slot], xyz):
                 flags &= ~INDEXED
                 self._dirty.add(slot)
             self._xyz[slot], self._lat[slot], self._lon[slot] = xyz, public.lat, public.lon
-            self.text.put(slot, shown[1])
+            self.text.put(slot, shown.texts)
+        record.compose(shown)
         self._flags[slot] = self._with_free(record, flags)
         self._katotth[slot] = point.katotth.encode()
         self._point_seq[slot] = seq
-        record.retag()
         if len(self._dirty) >= self.index_delta_max:
             self.merge_index()
         return True
@@ -156,7 +157,7 @@ class ReadModel:
         self._flags[slot] = self._with_free(record, flags)
         self._reported[slot] = record.reported_at
         self._status_seq[slot] = seq
-        record.retag()
+        record.compose()
         return True
 
     @staticmethod
@@ -227,9 +228,9 @@ class ReadModel:
         found_slots: list[np.ndarray] = []
         found_chords: list[np.ndarray] = []
         if self._grid is not None:
-            indexed = replace(filters, required=filters.required | INDEXED)
+            # The grid holds a moved point at its old place: only those whose place it holds (INDEXED) count there.
             slots, chords = self._grid.nearest(
-                lat, lon, target, limit=limit, bound=bound, matches=lambda slots: self._match(slots, indexed)
+                lat, lon, target, limit=limit, bound=bound, matches=lambda slots: self._match(slots, filters, INDEXED)
             )
             found_slots.append(slots)
             found_chords.append(chords)
@@ -355,10 +356,11 @@ class ReadModel:
         lat, lon = self._lat[:size][visible], self._lon[:size][visible]
         return Box(float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
 
-    def _match(self, slots: np.ndarray, filters: Filters) -> np.ndarray:
-        """Which of the slots pass the filters."""
+    def _match(self, slots: np.ndarray, filters: Filters, also: int = 0) -> np.ndarray:
+        """Which of the slots pass the filters (and have the flags also)."""
         flags = self._flags[slots]
-        ok = (flags & filters.required) == filters.required
+        required = filters.required | also
+        ok = (flags & required) == required
         if filters.states:
             ok &= (flags & filters.states) != 0
         if filters.categories:

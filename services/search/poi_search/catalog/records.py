@@ -35,13 +35,23 @@ UNKNOWN_STATUS_TAIL = (
 
 @dataclass(frozen=True, slots=True)
 class PublicPoint:
-    """The pieces of a visible point: its JSON fields and its position as shown."""
+    """A visible point as shown: its position, capacity, and the lengths of its JSON pieces in its record."""
 
-    json: bytes  # "id":…,…,"capacity":120 (no braces)
-    links: bytes  # ,"links":{…}
     lat: float
     lon: float
     capacity: int
+    json_len: int  # of "id":…,…,"capacity":120, which opens the record's head
+    links_len: int  # of ,"links":{…}, which ends the record's tail
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """What the public may see of a point: its place, its JSON pieces, and the texts it can be found by."""
+
+    point: PublicPoint
+    json: bytes
+    links: bytes
+    texts: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -58,6 +68,9 @@ class Record:
     state: OpenState = OpenState.unknown
     occupancy: int | None = None
     status_bits: int = STATE_BITS[OpenState.unknown]
+    # An answer's item is head + the status's age + tail + extra fields + "}": composed once per change.
+    head: bytes = b""  # {"id":…,"capacity":…,"free_places":…,"status":{"state":…,"age_s":
+    tail: bytes = b""  # ,"occupancy":…},"links":{…}
     tag: int = 0  # checksum of the pieces, for ETags
 
     def free_places(self) -> int | None:
@@ -78,29 +91,23 @@ class Record:
         free = self.free_places()
         return b',"free_places":' + (b"null" if free is None else str(free).encode()) + b',"status":{'
 
-    def retag(self) -> None:
-        """Recompute the checksum after a change of any piece."""
-        tag = zlib.crc32(self.status_head, zlib.crc32(self.status_tail))
-        if self.point is not None:
-            tag = zlib.crc32(self.point.json, tag)
-        self.tag = tag
+    def compose(self, shown: Shown | None = None) -> None:
+        """Rebuild head, tail and checksum: from a point event's pieces, or (a status event) from those held."""
+        if shown is not None:
+            self.point, json, links = shown.point, shown.json, shown.links
+        elif self.point is not None:
+            json = self.head[1 : 1 + self.point.json_len]
+            links = self.tail[len(self.tail) - self.point.links_len :]
+        if self.point is None:
+            self.head = self.tail = b""
+        else:
+            self.head = b"{" + json + self.free_json() + self.status_head
+            self.tail = self.status_tail + links
+        self.tag = zlib.crc32(self.tail, zlib.crc32(self.head, zlib.crc32(self.status_head)))
 
     def item(self, age: bytes, extra: bytes) -> bytes:
         """The JSON object of a visible point: the status's age and extra fields (distance, score) filled in."""
-        assert self.point is not None
-        return b"".join(
-            (
-                b"{",
-                self.point.json,
-                self.free_json(),
-                self.status_head,
-                age,
-                self.status_tail,
-                self.point.links,
-                extra,
-                b"}",
-            )
-        )
+        return b"".join((self.head, age, self.tail, extra, b"}"))
 
     def age(self, now: float) -> bytes:
         """Whole seconds since the status was confirmed, as JSON."""
@@ -109,10 +116,10 @@ class Record:
         return str(max(0, int(now - self.reported_at))).encode()
 
 
-def public_point(point: PointState, point_id: str) -> tuple[PublicPoint, tuple[str, ...]] | None:
-    """The point's public pieces, and the texts the public may search it by, through the shared visibility policy.
+def public_point(point: PointState, point_id: str) -> Shown | None:
+    """What the public may see of the point, through the shared visibility policy; None for none of it.
 
-    None when the public may not see the point. A coarse point is searched by its settlement, never its address.
+    A coarse point is shown at its rounded place and searched by its settlement, never its address.
     """
     place = public_place(point)
     if place is None or point.retired:
@@ -144,14 +151,9 @@ def public_point(point: PointState, point_id: str) -> tuple[PublicPoint, tuple[s
         "google": f"https://www.google.com/maps/search/?api=1&query={lat}%2C{lon}",
     }
     texts = (point.name_uk, point.name_en or "", place.address_uk, place.address_en or "", point.settlement, point.code)
-    public = PublicPoint(
-        json=orjson.dumps(fields)[1:-1],
-        links=b',"links":' + orjson.dumps(links),
-        lat=place.lat,
-        lon=place.lon,
-        capacity=point.capacity,
-    )
-    return public, texts
+    json, links_json = orjson.dumps(fields)[1:-1], b',"links":' + orjson.dumps(links)
+    public = PublicPoint(place.lat, place.lon, point.capacity, json_len=len(json), links_len=len(links_json))
+    return Shown(public, json, links_json, texts)
 
 
 def point_bits(point: PointState) -> int:

@@ -83,20 +83,21 @@ def _answer(
     age_s: float,
     matched: int | None = None,
 ) -> Answer:
+    """The answer's JSON: each item from its record's pieces, with the status's age and the extra fields."""
     records = model.records
     picked = [records[s] for s in slots.tolist()]
     distances = [round(m) for m in metres.tolist()] if metres is not None else []
     marks = [round(float(s), 1) for s in scores.tolist()] if scores is not None else []
     items = []
     for n, record in enumerate(picked):
-        extra = b""
-        if distances:
-            extra += b',"distance_m":' + str(distances[n]).encode()
+        reported = record.reported_at
+        age = b"null" if reported != reported else b"%d" % max(0, int(now - reported))  # NaN: no status
+        extra = b',"distance_m":%d' % distances[n] if distances else b""
         if marks:
-            extra += b',"score":' + str(marks[n]).encode()
-        items.append(record.item(record.age(now), extra))
-    tail = b',"count":' + str(len(items)).encode()
+            extra += b',"score":' + repr(marks[n]).encode()
+        items.append(b"".join((record.head, age, record.tail, extra, b"}")))
+    tail = b',"count":%d' % len(items)
     if matched is not None:
-        tail += b',"matched":' + str(matched).encode()
-    body = b'{"items":[' + b",".join(items) + b"]" + tail + b',"data_age_s":' + str(seconds(age_s)).encode() + b"}"
+        tail += b',"matched":%d' % matched
+    body = b'{"items":[' + b",".join(items) + b"]" + tail + b',"data_age_s":' + repr(seconds(age_s)).encode() + b"}"
     return Answer(body, weak_etag(tuple(r.tag for r in picked), tuple(distances), tuple(marks), matched))
