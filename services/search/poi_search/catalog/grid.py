@@ -56,14 +56,18 @@ class GridIndex:
         row = min(max(math.floor((lat - self.south) / self.cell), 0), self.rows - 1)
         col = min(max(math.floor((lon - self.west) / self.cell), 0), self.cols - 1)
         squared_bound = bound * bound
+        wanted = CANDIDATES_PER_RESULT * limit
         reach = 1
         while True:
             top, bottom = max(0, row - reach), min(self.rows - 1, row + reach)
             left, right = max(0, col - reach), min(self.cols - 1, col + reach)
             # Anything outside the block is at least this far.
             beyond = self._beyond(lat, lon, top, bottom, left, right)
-            if self._count(top, bottom, left, right) < CANDIDATES_PER_RESULT * limit and beyond < bound:
-                reach = reach * 2 + 1  # too few points here to hold the answer: look wider before computing
+            held = self._count(top, bottom, left, right)
+            if held < wanted and beyond < bound:
+                # Too few points here to hold the answer: look wider before computing, by the density seen so far.
+                side = (2 * reach + 1) * math.sqrt(wanted / max(held, 1))
+                reach = max(reach * 2 + 1, math.ceil(side / 2))
                 continue
             slots, xyz = self._block(top, bottom, left, right)
             # Squared chord of unit vectors: 2 - 2 cos(angle), one matrix product for the whole block.
