@@ -31,9 +31,10 @@ class SearchSettings(ServiceSettings):
     index_delta_max: int = Field(default=1024, ge=1)
 
     # Rate limits per window: anonymous clients by IP; integrators by key or token (a key may carry its own).
+    # Generous per IP: mobile carriers put many subscribers behind one address (CGNAT), all of them in a blackout.
     redis_url: str = "redis://127.0.0.1:6379/0"
     rate_limit_window_s: int = Field(default=60, ge=1, le=3600)
-    rate_limit_ip: int = Field(default=300, ge=1)
-    rate_limit_integrator: int = Field(default=6000, ge=1)
+    rate_limit_ip: int = Field(default=1200, ge=1)
+    rate_limit_integrator: int = Field(default=60_000, ge=1)
     # Each replica counts locally and adds its counts to Redis this often (one round trip for every client).
     rate_limit_sync_s: float = Field(default=0.2, gt=0)

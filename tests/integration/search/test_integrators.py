@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from poi_cli import stack
 from poi_search.app import create_app as create_search
+from poi_search.settings import SearchSettings
 from tests.conftest import drop_namespace
 from tests.integration.inprocess import eventually, serving
 from tests.integration.routes.conftest import POLL_BOUND_S, Bearer, assert_problem
@@ -87,7 +88,8 @@ def test_past_its_limit_a_key_gets_429_with_retry_after(search: TestClient, bear
 
 def test_a_token_with_the_integrator_role_gets_the_integrator_limit(search: TestClient, bearer: Bearer) -> None:
     answer = search.get("/v1/search/nearest", params=NEAR, headers=bearer("integrator"))
-    assert answer.status_code == 200 and answer.headers["ratelimit-policy"] == f'"integrator";q=6000;w={WINDOW_S}'
+    quota = SearchSettings.model_fields["rate_limit_integrator"].default
+    assert answer.status_code == 200 and answer.headers["ratelimit-policy"] == f'"integrator";q={quota};w={WINDOW_S}'
     assert_problem(search.get("/v1/search/nearest", params=NEAR, headers={"Authorization": "Bearer nope"}), 401)
 
 

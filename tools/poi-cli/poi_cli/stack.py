@@ -27,6 +27,7 @@ SERVICE_PORTS = {"registry": 8001, "status": 8002, "search": 8003, "notify": 800
 EMBEDDED_PORTS = {"postgres": 55432, "nats": 54222, "redis": 56379}
 DATABASE_SERVICES = {"registry": REGISTRY_MIGRATIONS, "status": STATUS_MIGRATIONS, "notify": NOTIFY_MIGRATIONS}
 LOCK_FILE = "poi-run.lock"
+LOCAL_RATE_LIMIT_IP = 1_000_000  # search's requests per minute from one IP on a local stack
 
 
 class StackBusy(RuntimeError):
@@ -205,6 +206,9 @@ def service_env(
         env[f"{prefix}DATABASE_URL"] = database_urls[service]
     if service in ("status", "search"):  # status: current state; search: shared rate-limit counters
         env[f"{prefix}REDIS_URL"] = infra.redis_url
+    if service == "search":
+        # A local stack serves one developer's scripts and tests from 127.0.0.1: one IP, many requests.
+        env.setdefault(f"{prefix}RATE_LIMIT_IP", str(LOCAL_RATE_LIMIT_IP))
     return env
 
 
