@@ -179,7 +179,8 @@ def test_every_filter() -> None:
     wheelchair = point(*KYIV, services=[Service.heat, Service.wheelchair_accessible])
     mothers = point(*KYIV, services=[Service.heat, Service.mother_child])
     powered = point(*KYIV)
-    fed.put(plain, stale, closed, no_heat, business, full, wheelchair, mothers, powered)
+    silent = point(*KYIV)  # never reported: unknown
+    fed.put(plain, stale, closed, no_heat, business, full, wheelchair, mothers, powered, silent)
     fed.put(
         status(plain, occupancy=10),
         status(stale, reported_at=NOW - timedelta(hours=4)),
@@ -192,8 +193,10 @@ def test_every_filter() -> None:
         status(powered, power=PowerSource.generator),
     )
     everyone = {str(p.id) for p in (plain, stale, closed, no_heat, business, full, wheelchair, mothers, powered)}
+    everyone.add(str(silent.id))
     assert set(fed.nearest(*KYIV)) == everyone
-    assert set(fed.nearest(*KYIV, open_now=True)) == everyone - {str(stale.id), str(closed.id)}
+    assert set(fed.nearest(*KYIV, open_now=True)) == everyone - {str(stale.id), str(closed.id), str(silent.id)}
+    assert set(fed.nearest(*KYIV, state=["unknown"])) == {str(silent.id)}
     assert set(fed.nearest(*KYIV, state=["closed"])) == {str(closed.id)}
     assert set(fed.nearest(*KYIV, service=["heat", "charging"])) == everyone - {
         str(no_heat.id),
@@ -201,6 +204,7 @@ def test_every_filter() -> None:
         str(mothers.id),
     }
     assert set(fed.nearest(*KYIV, category=["business"])) == {str(business.id)}
+    assert set(fed.nearest(*KYIV, power_on=True, state=["open", "unknown"])) == {str(powered.id)}
     assert str(full.id) not in fed.nearest(*KYIV, free_places=True)
     assert str(plain.id) in fed.nearest(*KYIV, free_places=True), "unknown occupancy counts as room"
     assert set(fed.nearest(*KYIV, wheelchair=True)) == {str(wheelchair.id)}

@@ -20,6 +20,7 @@ from poi_search.catalog.records import (
     FREE,
     INDEXED,
     POINT_BITS,
+    STATE_BITS,
     STATUS_BITS,
     VISIBLE,
     Record,
@@ -29,7 +30,7 @@ from poi_search.catalog.records import (
     status_pieces,
 )
 from poi_search.catalog.text import TextIndex
-from poi_shared.contracts import PointState, StatusState
+from poi_shared.contracts import OpenState, PointState, StatusState
 
 EARTH_RADIUS_M = 6_371_008.8
 MIN_TEXT_SCORE = 50.0  # at least half the query's words match well
@@ -186,7 +187,7 @@ class ReadModel:
             self._grow()
         self.records.append(Record(point_id))
         self._slots[point_id] = slot
-        self._flags[slot] = 0
+        self._flags[slot] = STATE_BITS[OpenState.unknown]  # no status yet: unknown, as the answer says
         self._reported[slot] = math.nan
         self._point_seq[slot] = self._status_seq[slot] = 0
         self._katotth[slot] = b""

@@ -67,7 +67,6 @@ class Record:
     reported_at: float = math.nan  # epoch seconds of the last confirmation; NaN without a status
     state: OpenState = OpenState.unknown
     occupancy: int | None = None
-    status_bits: int = STATE_BITS[OpenState.unknown]
     # An answer's item is head + the status's age + tail + extra fields + "}": composed once per change.
     head: bytes = b""  # {"id":…,"capacity":…,"free_places":…,"status":{"state":…,"age_s":
     tail: bytes = b""  # ,"occupancy":…},"links":{…}
