@@ -10,7 +10,6 @@ import functools
 import gzip
 import math
 from typing import Any, TypeVar
-from urllib.parse import unquote_plus
 
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -34,7 +33,7 @@ def parse_query(request: Request, model: type[M], *, status: int = 422) -> M:
         raise HTTPException(414, f"the query string may hold at most {settings.max_query_bytes} bytes")
     values: dict[str, Any] = {}
     lists = _list_fields(model)
-    for name, value in query_pairs(request.scope["query_string"]):
+    for name, value in request.query_params.multi_items():  # FastAPI has parsed them already
         if name in lists:
             values.setdefault(name, []).append(value)
         elif name in values:
@@ -53,23 +52,6 @@ def parse_query(request: Request, model: type[M], *, status: int = 422) -> M:
             raise RequestValidationError(errors) from None
         summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
         raise HTTPException(status, summary) from None
-
-
-def query_pairs(raw: bytes) -> list[tuple[str, str]]:
-    """The name=value pairs of a query string, decoded as urllib's parse_qsl does (blank values kept).
-
-    Written out because the plain case (nothing escaped) is most of the traffic: splitting it costs a fifth of what
-    parse_qsl does, which counts on the hot path.
-    """
-    pairs = []
-    for part in raw.decode("latin-1").split("&"):
-        if not part:
-            continue
-        name, _, value = part.partition("=")
-        if "%" in part or "+" in part:
-            name, value = unquote_plus(name), unquote_plus(value)
-        pairs.append((name, value))
-    return pairs
 
 
 @functools.cache

@@ -1,15 +1,10 @@
-"""The read model: newest versions only, exact nearest order, every filter, visibility, text, boxes, the change feed.
-
-And the query strings they are asked with.
-"""
+"""The read model: newest versions only, exact nearest order, every filter, visibility, text, boxes, the change feed."""
 
 import math
 import random
-import string
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import orjson
@@ -18,7 +13,6 @@ import pytest
 from poi_search.catalog import service
 from poi_search.catalog.models import BoxQuery, NearestQuery, TextQuery
 from poi_search.catalog.readmodel import Box, Filters, ReadModel
-from poi_search.http import query_pairs
 from poi_shared.contracts import (
     HostType,
     OpenState,
@@ -307,17 +301,3 @@ def test_the_change_feed_pages_through_every_change_once_and_then_only_what_chan
         (str(points[1].id), True),
         (str(points[0].id), False),
     ]
-
-
-def test_query_strings_split_as_urllib_splits_them() -> None:
-    rng, alphabet = random.Random(1), string.ascii_letters + "абв їє%&=+ ;/?#"
-
-    def word() -> str:
-        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
-
-    for _ in range(2000):
-        pairs = [(word(), word()) for _ in range(rng.randint(0, 5))]
-        encoded = urlencode(pairs).encode("latin-1")
-        raw = "&".join(f"{a}={b}" for a, b in pairs).encode()  # as careless clients send them
-        for query in (encoded, raw, b"a&&b=&=c"):
-            assert query_pairs(query) == parse_qsl(query.decode("latin-1"), keep_blank_values=True), query

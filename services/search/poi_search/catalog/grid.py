@@ -105,35 +105,26 @@ class GridIndex:
         """The least chord length from (lat, lon) to any indexed point outside the block of cells.
 
         Each side of the block that is not the grid's own edge bounds it: the points south of the block are at
-        least the latitude difference away, those west of it at least the distance to that meridian.
+        least the latitude difference away, those west of it at least the distance to that meridian, which is
+        asin(cos(lat) sin(dlon)) and grows with dlon up to a quarter turn (beyond that no bound is claimed).
         """
-        edges = []
+        degrees = math.inf  # the nearest edge, in degrees of arc
         if top > 0:
-            edges.append(_to_parallel(lat - (self.south + top * self.cell)))
+            degrees = lat - (self.south + top * self.cell)
         if bottom < self.rows - 1:
-            edges.append(_to_parallel(self.south + (bottom + 1) * self.cell - lat))
+            degrees = min(degrees, self.south + (bottom + 1) * self.cell - lat)
+        sides = []
         if left > 0:
-            edges.append(_to_meridian(lat, lon - (self.west + left * self.cell)))
+            sides.append(lon - (self.west + left * self.cell))
         if right < self.cols - 1:
-            edges.append(_to_meridian(lat, self.west + (right + 1) * self.cell - lon))
-        return min(edges) if edges else math.inf
-
-
-def _chord(radians: float) -> float:
-    return 2 * math.sin(min(radians, math.pi) / 2)
-
-
-def _to_parallel(degrees: float) -> float:
-    """Chord length to the nearest point that many degrees of latitude further (0 when already past it)."""
-    return _chord(math.radians(degrees)) if degrees > 0 else 0.0
-
-
-def _to_meridian(lat: float, degrees: float) -> float:
-    """Chord length from a latitude to the nearest point beyond a meridian that many degrees away (0 when past it).
-
-    The great-circle distance to a meridian is asin(cos(lat) sin(dlon)), growing with dlon up to a quarter turn;
-    beyond that no bound is claimed (0), so the block keeps growing.
-    """
-    if degrees <= 0 or degrees >= 90:
-        return 0.0
-    return _chord(math.asin(math.cos(math.radians(lat)) * math.sin(math.radians(degrees))))
+            sides.append(self.west + (right + 1) * self.cell - lon)
+        if sides:
+            across = min(sides)
+            if max(sides) >= 90:
+                across = 0.0  # no bound past a quarter turn
+            elif across > 0:
+                across = math.degrees(math.asin(math.cos(math.radians(lat)) * math.sin(math.radians(across))))
+            degrees = min(degrees, across)
+        if degrees == math.inf:
+            return math.inf
+        return 2 * math.sin(math.radians(min(max(degrees, 0.0), 180.0)) / 2)
