@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poi_search.keys.service import KeyRing
@@ -140,7 +141,7 @@ class ClientLimits:
         if limiter is None:  # the lifespan has not run: nothing to count with yet
             await self.app(scope, receive, send)
             return
-        client = self._client(scope, state)
+        client = await self._client(scope, state)
         if not isinstance(client, Client):
             await client(scope, receive, send)
             return
@@ -167,7 +168,7 @@ class ClientLimits:
 
         await self.app(scope, receive, send_with_limits)
 
-    def _client(self, scope: Scope, state: Any) -> Client | Any:
+    async def _client(self, scope: Scope, state: Any) -> Client | Any:
         """The client to count, or the problem response that refuses it."""
         settings: SearchSettings = state.settings
         api_key = authorization = None
@@ -191,7 +192,7 @@ class ClientLimits:
                 return _unauthorized("unknown or revoked API key")
             return Client(f"key:{record.id}", "integrator", record.rate_limit or settings.rate_limit_integrator)
         if authorization is not None:
-            principal = self._verify(authorization, state.token_verifier)
+            principal = await self._verify(authorization, state.token_verifier)
             if principal is None:
                 return _unauthorized("invalid bearer token")
             if principal.has(Role.integrator, Role.admin):
@@ -199,8 +200,11 @@ class ClientLimits:
         host = scope["client"][0] if scope.get("client") else "unknown"
         return Client(f"ip:{host}", "ip", settings.rate_limit_ip)
 
-    def _verify(self, authorization: str, verifier: TokenVerifier) -> Principal | None:
-        """The token's principal (cached briefly, as verifying costs more than the search), None if untrusted."""
+    async def _verify(self, authorization: str, verifier: TokenVerifier) -> Principal | None:
+        """The token's principal (cached briefly, as verifying costs more than the search), None if untrusted.
+
+        Verified in the event loop, but by a verifier that may fetch keys from a JWKS URL (in the thread pool).
+        """
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -210,7 +214,9 @@ class ClientLimits:
         if cached is not None and cached[1] > now:
             return cached[0]
         try:
-            principal = verifier.verify(token)
+            principal = (
+                await run_in_threadpool(verifier.verify, token) if verifier.fetches_keys else verifier.verify(token)
+            )
         except InvalidToken:
             return None
         if len(self._tokens) >= TOKEN_CACHE_MAX:
