@@ -172,7 +172,9 @@ async def test_writers_stay_ready_while_postgresql_answers_even_with_the_broker_
         serving(
             create_status(StatusSettings(database_url=databases["status"], nats_url=broker, redis_url=infra.redis_url))
         ) as status,
-        serving(create_notify(NotifySettings(database_url=databases["notify"], nats_url=broker))) as notify,
+        serving(
+            create_notify(NotifySettings(database_url=databases["notify"], nats_url=broker, phone_key="test-phone-key"))
+        ) as notify,
     ):
         clients = {"registry": registry, "status": status, "notify": notify}
         for name, client in clients.items():

@@ -27,6 +27,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.phone_key is None:
+            raise RuntimeError("POI_NOTIFY_PHONE_KEY is not set: notify needs it to name phone numbers by their hash")
         async with AsyncExitStack() as stack:
             pool = await stack.enter_async_context(postgres_pool(settings))
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))

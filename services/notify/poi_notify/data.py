@@ -41,3 +41,40 @@ async def list_observations(
             after_version,
             limit,
         )
+
+
+# --- SMS: numbers and the message outbox ---
+
+
+async def phone_for_sending(conn: asyncpg.Connection, phone_hash: str) -> asyncpg.Record | None:
+    """What decides whether a number may get a message, locked until the caller's transaction ends."""
+    return await conn.fetchrow(
+        "SELECT latin, confirmed_at, stopped_at, is_contact FROM phones WHERE phone_hash = $1 FOR SHARE",
+        phone_hash,
+    )
+
+
+async def insert_sms(
+    conn: asyncpg.Connection,
+    *,
+    id: UUID,
+    dedup_key: str,
+    phone_hash: str,
+    kind: str,
+    body: str,
+    parts: int,
+    not_before: datetime | None,
+) -> UUID | None:
+    """Queue a message unless its dedup key was queued before; the new id, or None."""
+    return await conn.fetchval(
+        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before)
+           VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))
+           ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+        id,
+        dedup_key,
+        phone_hash,
+        kind,
+        body,
+        parts,
+        not_before,
+    )

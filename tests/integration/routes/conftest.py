@@ -133,7 +133,12 @@ def notify_client(
     infra: stack.Infrastructure, routes_namespace: str, database_urls: dict[str, str]
 ) -> Iterator[TestClient]:
     """The notify app."""
-    settings = NotifySettings(database_url=database_urls["notify"], nats_url=infra.nats_url, namespace=routes_namespace)
+    settings = NotifySettings(
+        database_url=database_urls["notify"],
+        nats_url=infra.nats_url,
+        namespace=routes_namespace,
+        phone_key="test-phone-key",
+    )
     yield from serve(create_notify(settings))
 
 

@@ -370,6 +370,7 @@ def test_dev_runs_one_small_pod_each_and_authenticates_with_the_dev_secret(monke
         ("poi-dev-auth", "secret"): secret,
         **{("poi-secrets", f"{svc}-database-url"): "postgresql://db" for svc in SERVICES},
         ("poi-secrets", "status-redis-url"): "redis://redis",
+        ("poi-secrets", "notify-phone-key"): "a-phone-hash-key",
     }
     for name, deployment in by_name(docs, "Deployment").items():
         assert deployment["spec"]["replicas"] == 1

@@ -1,6 +1,8 @@
 """The development stack: infrastructure (given or embedded), databases, migrations and the four services."""
 
 import fcntl
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -204,8 +206,12 @@ def service_env(
     }
     if service in database_urls:
         env[f"{prefix}DATABASE_URL"] = database_urls[service]
-    if service in ("status", "search"):  # status: current state; search: shared rate-limit counters
+    if service in ("status", "search", "notify"):  # current state; shared rate-limit counters
         env[f"{prefix}REDIS_URL"] = infra.redis_url
+    if service == "notify":
+        # A development stack's phone-hash key, derived from its signing secret so it stays the same across runs.
+        derived = hmac.new(secret.encode(), b"poi-notify-phone-key", hashlib.sha256).hexdigest()
+        env.setdefault(f"{prefix}PHONE_KEY", derived)
     if service == "search":
         # A local stack serves one developer's scripts and tests from 127.0.0.1: one IP, many requests.
         env.setdefault(f"{prefix}RATE_LIMIT_IP", str(LOCAL_RATE_LIMIT_IP))
