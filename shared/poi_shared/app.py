@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -19,7 +19,7 @@ from poi_shared import db, health, inbox, jetstream, metrics, outbox
 from poi_shared.auth import TokenVerifier
 from poi_shared.contracts import REPLAY, StreamSpec
 from poi_shared.errors import install_error_handlers
-from poi_shared.intake import BodySizeLimit, require_json_body
+from poi_shared.intake import BodySizeLimit
 from poi_shared.models import MAX_BODY_BYTES
 from poi_shared.openapi import CONTACT, LICENSE, SERVERS, install_openapi
 from poi_shared.settings import AuthSettings, DatabaseServiceSettings, ServiceSettings
@@ -52,14 +52,18 @@ def build_app(
         contact=CONTACT,
         license_info=LICENSE,
         servers=SERVERS,
-        dependencies=[Depends(require_json_body)],  # runs before the body is validated
         generate_unique_id_function=_operation_id,
+        # Requests are traced by configure_tracing, or not at all. FastAPI's own telemetry would otherwise wake as
+        # soon as a tracer provider is set, and cost every request a pass over the middleware stack (and, without
+        # the OpenTelemetry middleware, spans of its own) whether or not anything is exported.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.token_verifier = TokenVerifier(AuthSettings())
     install_error_handlers(app)
     install_openapi(app)
     metrics.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, limits=body_limits)
+    # Also refuses a body the route does not take (415), only for requests that have one.
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, limits=body_limits, json_only=True)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)

@@ -5,6 +5,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request, Response
@@ -63,6 +64,7 @@ class ServiceMetrics:
         self._gauges: dict[str, Gauge] = {}
         self._refreshed_at = float("-inf")
         self._probes = Probes()
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "poi_http_requests",
             "HTTP requests answered, by method, route template and status class (2xx, 4xx, 5xx).",
@@ -91,8 +93,16 @@ class ServiceMetrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and its latency."""
-        self.requests.labels(method, route, f"{status // 100}xx").inc()
-        self.duration.labels(method, route).observe(seconds)
+        # The labelled series are looked up once each: labels() validates and locks on every call.
+        key = (method, route, status // 100)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self.requests.labels(method, route, f"{status // 100}xx"),
+                self.duration.labels(method, route),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     async def refresh(self) -> None:
         """Read every source concurrently, each bounded; skipped if the last read is fresh enough."""

@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 _instrumented = False
 
@@ -50,34 +52,53 @@ def configure_logging(service: str, level: str) -> None:
     # uvicorn configures its own plain-text handlers before the app factory runs; route them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
+        # --no-access-log leaves the access logger without handlers and not propagating. uvicorn builds an access
+        # record for every request whenever that logger has a handler up the chain, so it stays cut off.
+        access_off = name == "uvicorn.access" and not logger.handlers and not logger.propagate
         logger.handlers[:] = []
-        logger.propagate = True
+        logger.propagate = not access_off
+
+
+def exporters() -> list[str]:
+    """The span exporters OTEL_TRACES_EXPORTER names (none when unset or `none`)."""
+    names = (name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))
+    return [name for name in names if name and name != "none"]
 
 
 def configure_tracing(service: str, app: FastAPI, untraced: Sequence[str] = ()) -> None:
     """Trace requests (but /livez, /readyz and untraced paths), SQL, Redis and HTTP calls.
 
-    Export only where OTEL_TRACES_EXPORTER says so.
+    Export only where OTEL_TRACES_EXPORTER says so. Without an exporter no span would be seen, so none is made
+    that only costs: requests and calls are not instrumented and spans are started unsampled; a caller's trace
+    context is still carried to logs, events and outgoing HTTP calls.
     """
     global _instrumented
+    exporting = exporters()
     if not _instrumented:
         _instrumented = True
-        provider = TracerProvider(resource=Resource.create({"service.name": service}))
-        for exporter in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","):
-            if exporter.strip() == "otlp":
+        # Unsampled spans still get ids and carry the context; they are neither recorded nor exported.
+        sampler = None if exporting else ParentBased(ALWAYS_OFF)
+        provider = TracerProvider(resource=Resource.create({"service.name": service}), sampler=sampler)
+        for exporter in exporting:
+            if exporter == "otlp":
                 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
                 provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-            elif exporter.strip() == "console":
+            elif exporter == "console":
                 provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         trace.set_tracer_provider(provider)
-        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-        from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-        AsyncPGInstrumentor().instrument()
-        RedisInstrumentor().instrument()
-        HTTPXClientInstrumentor().instrument()
+        HTTPXClientInstrumentor().instrument()  # also carries the trace context to the services called
+        if exporting:
+            from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+            from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+            AsyncPGInstrumentor().instrument()
+            RedisInstrumentor().instrument()
+    if not exporting:
+        app.add_middleware(TraceContext)
+        return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     # A request's span is enough: the ASGI receive and send spans under it double the cost of tracing a request
@@ -85,3 +106,22 @@ def configure_tracing(service: str, app: FastAPI, untraced: Sequence[str] = ()) 
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls=",".join(("livez", "readyz", *untraced)), exclude_spans=["receive", "send"]
     )
+
+
+class TraceContext:
+    """ASGI middleware for when nothing is exported: the caller's trace context (W3C traceparent), if it sent one,
+    is the request's context, so logs, events and calls made for the request carry its trace id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(name == b"traceparent" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        token = context.attach(propagate.extract(carrier))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            context.detach(token)
