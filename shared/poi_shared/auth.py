@@ -16,6 +16,8 @@ from poi_shared.contracts import KATOTTH_SCOPE_PATTERN
 from poi_shared.settings import AuthSettings
 
 ASYMMETRIC_ALGORITHMS = ["RS256", "ES256", "EdDSA"]
+VERIFIED_CACHE_S = 30.0
+VERIFIED_CACHE_MAX = 4096
 
 
 class Role(StrEnum):
@@ -63,6 +65,7 @@ class TokenVerifier:
     def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
+        self._verified: dict[str, tuple[Principal, float]] = {}  # token: its principal, trusted until (epoch s)
 
     @property
     def fetches_keys(self) -> bool:
@@ -70,7 +73,24 @@ class TokenVerifier:
         return self._jwks is not None
 
     def verify(self, token: str) -> Principal:
-        """Decode and check signature, expiry, issuer and audience; map claims to a principal."""
+        """Decode and check signature, expiry, issuer and audience; map claims to a principal.
+
+        A token verified is trusted again without decoding for VERIFIED_CACHE_S at most, never past its expiry
+        (with the leeway decoding allows): a signature check costs a status report a tenth of its CPU, and an
+        operator's phone sends the same token with every report.
+        """
+        now = time.time()
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal, expires_at = self._decode(token)
+        if len(self._verified) >= VERIFIED_CACHE_MAX:
+            self._verified.clear()
+        self._verified[token] = (principal, min(now + VERIFIED_CACHE_S, expires_at + self.settings.leeway_s))
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and expiry (epoch seconds), verified; InvalidToken if it cannot be trusted."""
         s = self.settings
         try:
             if self._jwks is not None:
@@ -93,7 +113,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
-        return principal_from_claims(claims)
+        return principal_from_claims(claims), float(claims["exp"])
 
 
 def principal_from_claims(claims: dict[str, object]) -> Principal:
