@@ -218,3 +218,31 @@ def test_a_route_verifies_tokens_in_the_event_loop_and_jwks_keys_in_a_worker_thr
                 assert client.get("/who").status_code == 401
     finally:
         server.shutdown()
+
+
+def test_a_verified_token_is_trusted_again_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    checking = verifier()
+    token = issue_token(SECRET, subject="op-1", roles=["operator"], ttl_s=600)
+    first = checking.verify(token)
+    decode = jwt.decode
+    decoded: list[str] = []
+
+    def counting_decode(*args: object, **kwargs: object) -> object:
+        decoded.append(str(args[0]))
+        return decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    assert checking.verify(token) == first and decoded == []
+    # Once it is no longer to be trusted as it is (its time in the cache, or the token's life, is over), it is
+    # checked again.
+    checking._verified[token] = (first, time.time() - 1)
+    assert checking.verify(token) == first and decoded == [token]
+
+
+def test_a_token_that_fails_is_never_kept() -> None:
+    checking = verifier()
+    expired = issue_token(SECRET, subject="x", roles=["admin"], ttl_s=-3600)
+    for _ in range(2):
+        with pytest.raises(InvalidToken):
+            checking.verify(expired)
+    assert checking._verified == {}

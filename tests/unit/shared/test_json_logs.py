@@ -5,7 +5,7 @@ import logging
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from poi_shared.telemetry import JsonFormatter
+from poi_shared.telemetry import JsonFormatter, configure_logging
 
 
 def record(message: str) -> logging.LogRecord:
@@ -27,3 +27,21 @@ def test_log_line_is_json_with_trace_ids() -> None:
 def test_log_line_outside_a_trace_has_no_ids() -> None:
     entry = json.loads(JsonFormatter("poi-test").format(record("idle")))
     assert "trace_id" not in entry
+
+
+def test_an_access_log_uvicorn_turned_off_stays_off() -> None:
+    """uvicorn --no-access-log leaves its access logger without handlers, not propagating; routing uvicorn's logs
+    through ours must not turn it back on (uvicorn logs every request whenever that logger has a handler)."""
+    root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    saved = (root.handlers[:], root.level, access.handlers[:], access.propagate)
+    try:
+        access.handlers[:], access.propagate = [], False
+        configure_logging("poi-test", "INFO")
+        assert not access.hasHandlers()
+        access.handlers[:] = [logging.NullHandler()]  # uvicorn's own access handler: the access log is on
+        configure_logging("poi-test", "INFO")
+        assert access.propagate and not access.handlers and access.hasHandlers()
+    finally:
+        root.handlers[:], access.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+        access.propagate = saved[3]
