@@ -114,12 +114,20 @@ def install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
         return problem(422, reason(422), summary, errors=errors)
 
+    async def dependency_error(request: Request, exc: Exception) -> ProblemResponse:
+        dependency = exc.dependency if isinstance(exc, DependencyUnavailable) else _dependency_of(exc)
+        log.warning("dependency %s unavailable: %r", dependency, exc)
+        return unavailable(dependency)
+
+    # Handled per class, inside the app: a handler for Exception runs in Starlette's outermost middleware, which
+    # raises the error again after answering, so uvicorn logs a traceback and closes the client's connection.
+    for error in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error, dependency_error)
+
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> ProblemResponse:
-        if isinstance(exc, DEPENDENCY_ERRORS):
-            dependency = exc.dependency if isinstance(exc, DependencyUnavailable) else _dependency_of(exc)
-            log.warning("dependency %s unavailable: %r", dependency, exc)
-            return unavailable(dependency)
+        if isinstance(exc, DEPENDENCY_ERRORS):  # raised outside the routes (in a middleware)
+            return await dependency_error(request, exc)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged")
 
