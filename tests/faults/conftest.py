@@ -9,17 +9,22 @@ import asyncio
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import nats
 import pytest
 
 from poi_cli import embedded, stack
 from poi_shared.auth import issue_token
+from poi_shared.contracts import STATUS_CHANGED, OpenState, StatusState
+from poi_shared.envelope import OutgoingMessage, build_message
 from tests.support.proxy_thread import ProxyThread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -130,12 +135,15 @@ def eventually(probe: Callable[[], Any], what: str, bound_s: float = POLL_BOUND_
 
 
 async def _drop_databases(server_url: str, namespace: str) -> None:
-    conn = await asyncpg.connect(server_url)
-    try:
-        for row in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{namespace}\\_%"):
-            await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    for name in stack.DATABASE_SERVICES:
+        # A connection of its own per database: a forced drop may take the asking connection down with it.
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{stack.database_name(namespace, name)}" WITH (FORCE)')
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass
+        finally:
+            await conn.close()
 
 
 @pytest.fixture(scope="package")
@@ -180,3 +188,38 @@ def register(client: httpx.Client, faults: FaultStack, **changes: Any) -> str:
         "status learns the point",
     )
     return str(point_id)
+
+
+def status_event(namespace: str, point_id: uuid.UUID | None = None) -> OutgoingMessage:
+    """A valid status event for a point (a new one unless given), as status itself would publish it."""
+    state = StatusState(
+        point_id=point_id or uuid.uuid4(),
+        version=1,
+        state=OpenState.open,
+        reported_at=datetime.now(UTC),
+        reported_by="faults",
+    )
+    return build_message(
+        namespace=namespace, event_type=STATUS_CHANGED, key=str(state.point_id), data=state, source="/t"
+    )
+
+
+async def publish(faults: FaultStack, messages: list[OutgoingMessage]) -> None:
+    """Publish straight onto the broker, each stored before the next."""
+    nc = await nats.connect(faults.nats.url)
+    try:
+        js = nc.jetstream()
+        for message in messages:
+            await js.publish(message.subject, message.body, headers=message.headers)
+    finally:
+        await nc.close()
+
+
+async def observed(faults: FaultStack, point_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of these points notify has an observation of, one entry per row."""
+    conn = await asyncpg.connect(faults.database_urls["notify"])
+    try:
+        rows = await conn.fetch("SELECT point_id FROM status_observations WHERE point_id = ANY($1)", point_ids)
+        return [row["point_id"] for row in rows]
+    finally:
+        await conn.close()
