@@ -19,7 +19,7 @@ from poi_shared import db, health, inbox, jetstream, metrics, outbox
 from poi_shared.auth import TokenVerifier
 from poi_shared.contracts import REPLAY, StreamSpec
 from poi_shared.errors import install_error_handlers
-from poi_shared.intake import BodySizeLimit
+from poi_shared.intake import BodySizeLimit, SecurityHeaders
 from poi_shared.models import MAX_BODY_BYTES
 from poi_shared.openapi import CONTACT, LICENSE, SERVERS, install_openapi
 from poi_shared.settings import AuthSettings, DatabaseServiceSettings, ServiceSettings
@@ -64,6 +64,7 @@ def build_app(
     metrics.install(app)
     # Also refuses a body the route does not take (415), only for requests that have one.
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, limits=body_limits, json_only=True)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     for router in routers:
         app.include_router(router)
