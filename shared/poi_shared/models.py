@@ -3,7 +3,7 @@
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic_core import PydanticCustomError
 
 INT64_MAX = 2**63 - 1  # PostgreSQL's bigint: integers from clients never exceed it
@@ -57,3 +57,17 @@ class RequestModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, str_strip_whitespace=True)
+
+
+_ISO_DATE_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_8601(value: object) -> object:
+    """Refuse what pydantic would otherwise read as a Unix timestamp ("0.5", "1700000000") in a query parameter."""
+    if isinstance(value, str) and not _ISO_DATE_START.match(value):
+        raise PydanticCustomError("iso_8601", "must be an ISO 8601 date or time, e.g. 2026-01-19T00:00:00Z")
+    return value
+
+
+Iso8601 = BeforeValidator(_iso_8601)
+"""Marks a date or time query parameter: ISO 8601 only (`Annotated[datetime | None, Iso8601, Query(...)]`)."""

@@ -27,6 +27,7 @@ from poi_registry.settings import RegistrySettings
 from poi_shared.auth import CurrentPrincipal, OptionalPrincipal, Principal, forbid
 from poi_shared.contracts import KATOTTH_PREFIX_PATTERN, PointCategory, Service, Visibility
 from poi_shared.errors import invalid
+from poi_shared.models import Iso8601
 from poi_shared.openapi import problems
 
 router = APIRouter(prefix="/v1/points", tags=["points"])
@@ -165,7 +166,7 @@ async def list_points(
     service_: Annotated[list[Service] | None, Query(alias="service", description="Offers all of these.")] = None,
     visibility: Annotated[Visibility | None, Query(description="Effective visibility.")] = None,
     lifecycle: Annotated[Lifecycle, Query()] = Lifecycle.active,
-    changed_since: Annotated[datetime | None, Query(description="Changed at or after this time.")] = None,
+    changed_since: Annotated[datetime | None, Iso8601, Query(description="Changed at or after this time.")] = None,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description="next_cursor of the last page.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> PointPage:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from poi_shared.auth import CurrentPrincipal, forbid
 from poi_shared.contracts import KATOTTH_SCOPE_PATTERN
 from poi_shared.errors import invalid
-from poi_shared.models import INT64_MAX
+from poi_shared.models import INT64_MAX, Iso8601
 from poi_status.dependencies import Pool, Settings
 from poi_status.overview import service
 from poi_status.overview.models import AreaLevel, AttentionKind, AttentionPage, StateCounts, Visitors
@@ -74,8 +74,8 @@ async def visitors(
     pool: Pool,
     caller: CurrentPrincipal,
     katotth: Area = None,
-    since: Annotated[date | None, Query(description="First day (Kyiv time); 1 January by default.")] = None,
-    until: Annotated[date | None, Query(description="Last day, inclusive; today by default.")] = None,
+    since: Annotated[date | None, Iso8601, Query(description="First day (Kyiv time); 1 January by default.")] = None,
+    until: Annotated[date | None, Iso8601, Query(description="Last day, inclusive; today by default.")] = None,
     by: Annotated[AreaLevel, Query(description="Group the areas by oblast or raion.")] = AreaLevel.oblast,
 ) -> Visitors:
     """People operators reported as served: the total since a date, each day's, and each area's, in your scope."""
