@@ -130,7 +130,10 @@ def _base(request: Request) -> str:
     "/",
     summary="OGC API landing page",
     response_model=None,
-    responses={200: {"model": LandingPage, "description": "Links to the API definition, conformance and data."}},
+    responses={
+        200: {"model": LandingPage, "description": "Links to the API definition, conformance and data."},
+        **problems(400),
+    },
     openapi_extra=query_parameters(OgcQuery),
 )
 async def ogc_landing_page(request: Request) -> Response:
@@ -143,7 +146,7 @@ async def ogc_landing_page(request: Request) -> Response:
     "/conformance",
     summary="OGC API conformance classes",
     response_model=None,
-    responses={200: {"model": Conformance, "description": "Core and GeoJSON."}},
+    responses={200: {"model": Conformance, "description": "Core and GeoJSON."}, **problems(400)},
     openapi_extra=query_parameters(OgcQuery),
 )
 async def ogc_conformance(request: Request) -> Response:
@@ -156,7 +159,7 @@ async def ogc_conformance(request: Request) -> Response:
     "/collections",
     summary="OGC API collections",
     response_model=None,
-    responses={200: {"model": Collections, "description": "The points collection."}},
+    responses={200: {"model": Collections, "description": "The points collection."}, **problems(400)},
     openapi_extra=query_parameters(OgcQuery),
 )
 async def ogc_collections(request: Request) -> Response:
@@ -175,7 +178,7 @@ async def ogc_collections(request: Request) -> Response:
     "/collections/points",
     summary="OGC API points collection",
     response_model=None,
-    responses={200: {"model": Collection, "description": "Its extent and links."}},
+    responses={200: {"model": Collection, "description": "Its extent and links."}, **problems(400)},
     openapi_extra=query_parameters(OgcQuery),
 )
 async def ogc_points_collection(request: Request) -> Response:
