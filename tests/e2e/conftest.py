@@ -23,6 +23,7 @@ class RunningStack:
     database_urls: dict[str, str]
     infra: stack.Infrastructure
     namespace: str
+    logs: Path | None = None  # each service's log, <service>.log
 
     def token(self, roles: list[str], *, katotth: list[str] | None = None, points: list[str] | None = None) -> str:
         """A bearer token the services accept."""
@@ -47,6 +48,7 @@ def services(
         except (TimeoutError, RuntimeError) as exc:
             dump = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs.glob("*.log"))
             raise RuntimeError(f"{exc}\n{dump}") from exc
-        yield RunningStack({s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, database_urls, infra, namespace)
+        urls = {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}
+        yield RunningStack(urls, database_urls, infra, namespace, logs)
     finally:
         stack.stop_services(processes)
