@@ -55,7 +55,7 @@ class DependencyUnavailable(Exception):
         self.dependency = dependency
 
 
-DEPENDENCY_ERRORS: tuple[type[BaseException], ...] = (
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     DependencyUnavailable,
     OSError,
     asyncpg.PostgresConnectionError,
