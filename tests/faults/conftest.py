@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ import pytest
 
 from poi_cli import embedded, stack
 from poi_shared.auth import issue_token
-from poi_shared.contracts import STATUS_CHANGED, OpenState, StatusState
-from poi_shared.envelope import OutgoingMessage, build_message
+from poi_shared.envelope import OutgoingMessage
 from tests.support.proxy_thread import ProxyThread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
@@ -188,20 +186,6 @@ def register(client: httpx.Client, faults: FaultStack, **changes: Any) -> str:
         "status learns the point",
     )
     return str(point_id)
-
-
-def status_event(namespace: str, point_id: uuid.UUID | None = None) -> OutgoingMessage:
-    """A valid status event for a point (a new one unless given), as status itself would publish it."""
-    state = StatusState(
-        point_id=point_id or uuid.uuid4(),
-        version=1,
-        state=OpenState.open,
-        reported_at=datetime.now(UTC),
-        reported_by="faults",
-    )
-    return build_message(
-        namespace=namespace, event_type=STATUS_CHANGED, key=str(state.point_id), data=state, source="/t"
-    )
 
 
 async def publish(faults: FaultStack, messages: list[OutgoingMessage]) -> None:

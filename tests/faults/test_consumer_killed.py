@@ -8,7 +8,8 @@ import pytest
 
 from poi_notify.events import STATUS_CONSUMER
 from poi_shared.contracts import DEAD_LETTERS, STATUS
-from tests.faults.conftest import POLL_BOUND_S, FaultStack, observed, publish, status_event
+from tests.faults.conftest import POLL_BOUND_S, FaultStack, observed, publish
+from tests.support.events import status_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 EVENTS = 300

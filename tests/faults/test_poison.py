@@ -12,7 +12,8 @@ import pytest
 
 from poi_notify.events import STATUS_CONSUMER
 from poi_shared.envelope import OutgoingMessage
-from tests.faults.conftest import POLL_BOUND_S, FaultStack, eventually, observed, publish, status_event
+from tests.faults.conftest import POLL_BOUND_S, FaultStack, eventually, observed, publish
+from tests.support.events import status_event
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
