@@ -62,6 +62,7 @@ class ServiceMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.sources: dict[str, Source] = {}
         self._gauges: dict[str, Gauge] = {}
+        self._counters: dict[str, Counter] = {}
         self._refreshed_at = float("-inf")
         self._probes = Probes()
         self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -86,6 +87,12 @@ class ServiceMetrics:
         if name not in self._gauges:
             self._gauges[name] = Gauge(name, documentation, list(labels), registry=self.registry)
         return self._gauges[name]
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        """The app's counter of that name (exposed as <name>_total), created on first use."""
+        if name not in self._counters:
+            self._counters[name] = Counter(name, documentation, list(labels), registry=self.registry)
+        return self._counters[name]
 
     def on_scrape(self, name: str, source: Source) -> None:
         """Read source (which sets gauges) before each scrape; a later source of the same name replaces it."""

@@ -5,11 +5,16 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import redis.asyncio as redis
 from fastapi import FastAPI
 
-from poi_notify import events
+from poi_notify import data, events, privacy
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
+from poi_notify.sms import sender
+from poi_notify.sms import views as sms_views
+from poi_notify.sms.providers import provider_from
+from poi_notify.subscriptions import views as subscriptions_views
 from poi_shared import metrics
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import STATUS
@@ -18,12 +23,26 @@ from poi_shared.telemetry import configure_logging
 
 SERVICE = "poi-notify"
 MIGRATIONS = [("shared", SHARED_MIGRATIONS), ("notify", Path(__file__).parent / "migrations")]
+SUBSCRIPTIONS_EXPIRE_S = 600.0
+
+
+def sms_counters(app: FastAPI) -> sender.SmsCounters:
+    """The sender's Prometheus counters, by gateway (kannel, log)."""
+    registry = app.state.metrics
+    return sender.SmsCounters(
+        sent=registry.counter("poi_sms_sent", "SMS the gateway accepted.", ["provider"]),
+        failed=registry.counter("poi_sms_failed", "SMS the gateway refused for good.", ["provider"]),
+        throttled=registry.counter(
+            "poi_sms_throttled", "SMS queued again because the gateway was busy or unreachable.", ["provider"]
+        ),
+    )
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
     """Build the notify app; connections open in the lifespan."""
     settings = settings or NotifySettings()
     configure_logging(SERVICE, settings.log_level)
+    privacy.keep_numbers_out_of_access_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -31,8 +50,24 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             raise RuntimeError("POI_NOTIFY_PHONE_KEY is not set: notify needs it to name phone numbers by their hash")
         async with AsyncExitStack() as stack:
             pool = await stack.enter_async_context(postgres_pool(settings))
+            redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            stack.push_async_callback(redis_client.aclose)
             nc, js = await stack.enter_async_context(nats_connection(settings, service=SERVICE))
+            # --- SMS: the gateway (closed after the sender stops), the sender and its housekeeping ---
+            provider = provider_from(settings)
+            stack.push_async_callback(provider.aclose)
             supervisor = await stack.enter_async_context(supervised())
+            counters = sms_counters(app)
+            supervisor.start(
+                "sms-sender",
+                partial(sender.run_sender, pool, provider, settings, counters=counters, stop=supervisor.stop),
+            )
+            supervisor.every(
+                "sms-abandon-stale", settings.sms_sending_lease_s / 5, partial(sender.abandon_stale, pool, settings)
+            )
+            supervisor.every("subscriptions-expire", SUBSCRIPTIONS_EXPIRE_S, partial(data.forget_expired_pending, pool))
+            app.state.redis, app.state.sms_provider = redis_client, provider
+            # --- end SMS ---
             supervisor.consume(
                 js,
                 settings,
@@ -45,14 +80,17 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 nc, js, settings.namespace, consumers=[metrics.Consumer(STATUS, events.STATUS_CONSUMER)]
             )
             app.state.settings, app.state.pool = settings, pool
-            app.state.readiness = readiness_checks(pool=pool, broker=broker)
+            app.state.readiness = readiness_checks(pool=pool, cache=redis_client, broker=broker)
             metrics.track_broker(app.state.metrics, broker)
             yield
 
     return build_app(
         service=SERVICE,
         title="Points of Invincibility — notify",
-        description="SMS subscriptions and alerts, webhooks. For now: records every status event once.",
+        description="SMS subscriptions (double opt-in, STOP/START by SMS) and alerts through Kannel, webhooks. "
+        "Records every status event once.",
         lifespan=lifespan,
-        routers=[observations_views.router],
+        routers=[observations_views.router, subscriptions_views.router, sms_views.router],
+        # Kannel's callbacks carry the number and the gateway token in the URL: no spans for them.
+        untraced=[r"/v1/sms/"],
     )

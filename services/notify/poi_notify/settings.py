@@ -1,6 +1,6 @@
 """Notify settings, from POI_NOTIFY_* variables."""
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from poi_shared.settings import DatabaseServiceSettings
@@ -17,3 +17,42 @@ class NotifySettings(DatabaseServiceSettings):
     # From the environment only (a Secret in Kubernetes; `poi run` derives one from its development secret).
     # Required to serve; migrations and the OpenAPI document do without it.
     phone_key: SecretStr | None = None
+
+    # --- SMS: subscriptions, abuse limits, the gateway and the sender ---
+    # An area subscription's largest radius: an SMS-cost attack surface, and alerts for a whole oblast help nobody.
+    area_max_radius_m: int = Field(default=20_000, ge=100, le=100_000)
+    max_subscriptions_per_phone: int = Field(default=20, ge=1)
+    # A confirmation code's life and how many wrong tries burn it; an unconfirmed subscription is forgotten after.
+    code_ttl_s: int = Field(default=900, ge=60)
+    code_max_attempts: int = Field(default=5, ge=1)
+    pending_ttl_s: int = Field(default=24 * 3600, ge=60)
+    # Abuse limits (Redis, fixed windows): each request is counted per number, per client address and in total.
+    subscribe_per_phone_per_hour: int = Field(default=5, ge=1)
+    subscribe_per_ip_per_hour: int = Field(default=30, ge=1)
+    subscribe_per_minute: int = Field(default=600, ge=1)
+    confirm_per_phone_per_hour: int = Field(default=10, ge=1)
+    confirm_per_ip_per_hour: int = Field(default=60, ge=1)
+    confirm_per_minute: int = Field(default=3000, ge=1)
+    # Answers to inbound SMS (help, lookups) per number: a loop with another robot must not cost much.
+    replies_per_phone_per_hour: int = Field(default=10, ge=1)
+
+    # Kannel's sendsms (http://kannel:13013); unset: the log sink, which only logs what would be sent.
+    kannel_url: str | None = None
+    kannel_username: SecretStr | None = None
+    kannel_password: SecretStr | None = None
+    sms_from: str = "POI"
+    # How Kannel reaches notify (delivery reports); its sms-service get-url points at <public_url>/v1/sms/inbound.
+    gateway_callback_url: str = "http://127.0.0.1:8004"
+    # The token Kannel sends with inbound SMS and delivery reports (?token=); unset: only loopback callers.
+    gateway_token: SecretStr | None = None
+    # The gateway's throughput (a token bucket), messages in flight, and how the sender retries a busy gateway.
+    sms_rate_per_s: float = Field(default=100.0, gt=0)
+    sms_concurrency: int = Field(default=32, ge=1, le=1000)
+    sms_batch: int = Field(default=500, ge=1, le=10_000)
+    sms_idle_poll_s: float = Field(default=0.5, gt=0)
+    sms_retry_initial_s: float = Field(default=2.0, gt=0)
+    sms_retry_max_s: float = Field(default=300.0, gt=0)
+    sms_max_attempts: int = Field(default=10, ge=1)
+    sms_send_timeout_s: float = Field(default=10.0, gt=0)
+    # A message claimed longer ago than this by a process that died is marked 'unknown', never sent again.
+    sms_sending_lease_s: float = Field(default=300.0, ge=30)

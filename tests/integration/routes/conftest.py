@@ -133,13 +133,28 @@ def notify_client(
     infra: stack.Infrastructure, routes_namespace: str, database_urls: dict[str, str]
 ) -> Iterator[TestClient]:
     """The notify app."""
-    settings = NotifySettings(
-        database_url=database_urls["notify"],
-        nats_url=infra.nats_url,
-        namespace=routes_namespace,
-        phone_key="test-phone-key",
-    )
-    yield from serve(create_notify(settings))
+    yield from serve(create_notify(notify_settings(infra, routes_namespace, database_urls)))
+
+
+GATEWAY_TOKEN = "test-gateway-token"
+
+
+def notify_settings(
+    infra: stack.Infrastructure, namespace: str, database_urls: dict[str, str], **changes: Any
+) -> NotifySettings:
+    """Notify as the route tests run it: the log sink for SMS, Kannel's callbacks with a test token, roomy limits."""
+    defaults: dict[str, Any] = {
+        "database_url": database_urls["notify"],
+        "redis_url": infra.redis_url,
+        "nats_url": infra.nats_url,
+        "namespace": namespace,
+        "phone_key": "test-phone-key",
+        "gateway_token": GATEWAY_TOKEN,
+        "subscribe_per_ip_per_hour": 100_000,
+        "confirm_per_ip_per_hour": 100_000,
+        "sms_idle_poll_s": 0.05,
+    }
+    return NotifySettings(**{**defaults, **changes})
 
 
 def register_point(registry_client: TestClient, bearer: Bearer, **changes: Any) -> dict[str, Any]:

@@ -70,6 +70,14 @@ EXPECTED_SECURITY = {
     ("search", "GET /v1/keys"): REQUIRED,
     ("search", "DELETE /v1/keys/{key_id}"): REQUIRED,
     ("notify", "GET /v1/observations"): REQUIRED,
+    # Residents subscribe with no account; abuse limits per number, address and in total stand in for a token.
+    ("notify", "POST /v1/subscriptions"): PUBLIC,
+    ("notify", "POST /v1/subscriptions/confirm"): PUBLIC,
+    ("notify", "POST /v1/subscriptions/unsubscribe"): PUBLIC,
+    ("notify", "GET /v1/subscriptions/{subscription_id}"): PUBLIC,
+    # Kannel's callbacks: the shared gateway token in the query (or loopback only), not a bearer token.
+    ("notify", "GET /v1/sms/inbound"): PUBLIC,
+    ("notify", "GET /v1/sms/dlr"): PUBLIC,
     **{(service, "GET /readyz"): PUBLIC for service in FACTORIES},
 }
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

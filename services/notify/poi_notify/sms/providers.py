@@ -1,0 +1,145 @@
+"""SMS gateways: Kannel's sendsms in production, a log sink where none is configured; others fit the Provider shape."""
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlencode
+from uuid import UUID
+
+import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from pydantic import SecretStr
+
+from poi_notify.phones.service import mask
+from poi_notify.settings import NotifySettings
+from poi_notify.sms import text
+
+log = logging.getLogger(__name__)
+# Kannel's delivery-report types: 1 delivered to the phone, 2 not delivered, 4 queued at the SMSC,
+# 8 accepted by the SMSC, 16 refused by the SMSC. 31 asks for every one.
+DLR_MASK = 31
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    """One message as a gateway needs it."""
+
+    id: UUID
+    e164: str
+    body: str
+
+
+class TemporaryFailure(Exception):
+    """The gateway could not take the message now (busy, down, unreachable): queue it again later."""
+
+
+class PermanentFailure(Exception):
+    """The gateway refused the message: sending it again would be refused again."""
+
+
+class Provider(Protocol):
+    """A gateway that takes one message and answers with its own id for it."""
+
+    name: str
+
+    async def send(self, message: OutgoingSms) -> str:
+        """Hand the message over; its gateway id. TemporaryFailure or PermanentFailure otherwise."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class LogSink:
+    """Sends nothing: logs the exact text with the number masked (the default without a gateway)."""
+
+    name = "log"
+
+    async def send(self, message: OutgoingSms) -> str:
+        log.info("SMS not sent (no gateway configured) to %s: %s", mask(message.e164), message.body)
+        return f"log:{message.id}"
+
+    async def aclose(self) -> None:
+        return None
+
+
+class KannelProvider:
+    """Kannel's sendsms HTTP interface, with a delivery-report URL pointing back at notify."""
+
+    name = "kannel"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        username: SecretStr,
+        password: SecretStr,
+        sender: str,
+        callback_url: str,
+        gateway_token: SecretStr | None,
+        timeout_s: float,
+        concurrency: int,
+    ) -> None:
+        self._sendsms = url.rstrip("/") + "/cgi-bin/sendsms"
+        self._login = {"username": username.get_secret_value(), "password": password.get_secret_value()}
+        self._sender = sender
+        self._callback = callback_url.rstrip("/") + "/v1/sms/dlr"
+        self._token = gateway_token
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = httpx.AsyncClient(timeout=timeout_s, limits=limits)
+        # sendsms URLs hold the login and the number: they must not become span attributes.
+        HTTPXClientInstrumentor.uninstrument_client(self._client)
+
+    def dlr_url(self, id: UUID) -> str:
+        """Where Kannel reports on the message; it fills in %d (the report type) itself."""
+        query = {"id": str(id)}
+        if self._token is not None:
+            query["token"] = self._token.get_secret_value()
+        return f"{self._callback}?{urlencode(query)}&type=%d"
+
+    async def send(self, message: OutgoingSms) -> str:
+        params = {
+            **self._login,
+            "from": self._sender,
+            "to": message.e164,
+            "text": message.body,
+            "charset": "UTF-8",
+            "dlr-mask": str(DLR_MASK),
+            "dlr-url": self.dlr_url(message.id),
+        }
+        if not text.is_gsm7(message.body):
+            params["coding"] = "2"  # UCS-2: Cyrillic
+        try:
+            answer = await self._client.get(self._sendsms, params=params)
+        except httpx.HTTPError as exc:
+            raise TemporaryFailure(f"gateway unreachable: {exc!r}") from exc
+        if answer.status_code in (200, 202):
+            return str(message.id)
+        reason = f"gateway answered {answer.status_code}: {answer.text.strip()[:200]}"
+        if answer.status_code == 503 or answer.status_code >= 500 or answer.status_code == 429:
+            raise TemporaryFailure(reason)
+        raise PermanentFailure(reason)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def provider_from(settings: NotifySettings) -> Provider:
+    """Kannel when its URL and login are configured, else the log sink (saying so: no SMS leaves)."""
+    if settings.kannel_url is None:
+        log.warning("no SMS gateway configured (POI_NOTIFY_KANNEL_URL): SMS are NOT sent, only logged")
+        return LogSink()
+    if settings.kannel_username is None or settings.kannel_password is None:
+        raise RuntimeError("POI_NOTIFY_KANNEL_URL is set without POI_NOTIFY_KANNEL_USERNAME and _PASSWORD")
+    log.info("SMS go through Kannel at %s", settings.kannel_url)
+    return KannelProvider(
+        url=settings.kannel_url,
+        username=settings.kannel_username,
+        password=settings.kannel_password,
+        sender=settings.sms_from,
+        callback_url=settings.gateway_callback_url,
+        gateway_token=settings.gateway_token,
+        timeout_s=settings.sms_send_timeout_s,
+        concurrency=settings.sms_concurrency,
+    )
