@@ -368,7 +368,9 @@ async def record_delivery_report(pool: asyncpg.Pool, *, id: UUID, dlr_type: int,
     async with db.connection(pool) as conn:
         return bool(
             await conn.fetchval(
-                """UPDATE sms_messages SET dlr_type = $2, dlr_at = now(),
+                # Reports come in any order: a late 'accepted by the SMSC' (8) never hides 'delivered' (1).
+                """UPDATE sms_messages SET dlr_at = now(),
+                       dlr_type = CASE WHEN $3::text IS NULL AND dlr_type IN (1, 2, 16) THEN dlr_type ELSE $2 END,
                        state = CASE WHEN $3::text IS NOT NULL AND state IN ('sending', 'sent', 'unknown', 'delivered')
                                     THEN $3::text ELSE state END,
                        delivered_at = CASE WHEN $3::text = 'delivered' THEN now() ELSE delivered_at END

@@ -21,13 +21,19 @@ KEY = SecretStr("test-phone-key")
 
 
 @pytest_asyncio.fixture
-async def notify_db(infra: stack.Infrastructure, namespace: str) -> AsyncIterator[asyncpg.Pool]:
+async def notify_database_url(infra: stack.Infrastructure, namespace: str) -> str:
     """A fresh, migrated notify database."""
     name = f"{namespace}_notify_{secrets.token_hex(3)}"
     await db.ensure_database(infra.database_url, name)
     url = db.database_url(infra.database_url, name)
     await db.migrate(url, MIGRATIONS)
-    pool = await db.create_pool(url, timeout_s=10)
+    return url
+
+
+@pytest_asyncio.fixture
+async def notify_db(notify_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on that database."""
+    pool = await db.create_pool(notify_database_url, timeout_s=10)
     yield pool
     await pool.close()
 
