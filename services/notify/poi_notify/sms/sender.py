@@ -6,6 +6,7 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from poi_notify import data
 from poi_notify.phones.service import mask
 from poi_notify.settings import NotifySettings
 from poi_notify.sms.providers import OutgoingSms, PermanentFailure, Provider, TemporaryFailure
+from poi_shared.errors import DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +96,31 @@ async def send_batch(
 
     await asyncio.gather(*(one(row) for row in claimed if row["id"] not in cancelled))
     if sent:
-        await data.mark_sent(pool, claimer=claimer, sent=sent)
+        await _recorded(lambda: data.mark_sent(pool, claimer=claimer, sent=sent))
         counters.sent.labels(provider.name).inc(len(sent))
     if failed:
-        await data.mark_failed(pool, claimer=claimer, failed=failed)
+        await _recorded(lambda: data.mark_failed(pool, claimer=claimer, failed=failed))
         counters.failed.labels(provider.name).inc(len(failed))
     if retries:
-        await data.requeue(pool, claimer=claimer, retries=retries, max_attempts=settings.sms_max_attempts)
+        await _recorded(
+            lambda: data.requeue(pool, claimer=claimer, retries=retries, max_attempts=settings.sms_max_attempts)
+        )
         counters.throttled.labels(provider.name).inc(len(retries))
         log.warning("gateway busy or unreachable: %d SMS queued again (%s)", len(retries), retries[0][1])
     return len(claimed)
+
+
+async def _recorded(write: Callable[[], Awaitable[None]]) -> None:
+    """Record what the gateway did, retrying while the database does not answer: the messages are gone already."""
+    delay = 0.1
+    while True:
+        try:
+            await write()
+            return
+        except DEPENDENCY_ERRORS as exc:
+            log.warning("recording sent SMS failed, retrying in %.1fs: %r", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 async def run_sender(
