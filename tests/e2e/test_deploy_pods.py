@@ -108,6 +108,9 @@ def test_pods_migrate_serve_their_probes_take_dev_tokens_and_stop_on_sigterm(
         **{("poi-secrets", f"{svc}-database-url"): url for svc, url in database_urls.items()},
         ("poi-secrets", "status-redis-url"): infra.redis_url,
         ("poi-secrets", "notify-phone-key"): secrets.token_hex(32),
+        ("poi-secrets", "kannel-username"): "notify",
+        ("poi-secrets", "kannel-password"): secrets.token_hex(12),
+        ("poi-secrets", "notify-gateway-token"): secrets.token_hex(12),
         ("poi-dev-auth", "secret"): DEV_SECRET,
     }
     processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -85,6 +85,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         "SPOOL": str(tmp_path / "spool"),
         "SENDSMS_USERNAME": LOGIN[0],
         "SENDSMS_PASSWORD": LOGIN[1],
+        "GATEWAY_TOKEN": "test-gateway-token",
     }
     assembled = subprocess.run(["sh", str(tmp_path / "assemble.sh")], env=env, capture_output=True, text=True)
     assert assembled.returncode == 0, assembled.stderr
@@ -141,5 +142,6 @@ def test_the_assembled_configuration_keeps_its_secrets_to_the_pod(gateway: Gatew
             assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
     config = (gateway.config_dir / "kannel.conf").read_text()
     assert "@ADMIN_PASSWORD@" not in config and "admin-password = " in config
+    assert "@GATEWAY_TOKEN@" not in config and "/v1/sms/inbound?token=test-gateway-token&from=%p&text=%a" in config
     assert (gateway.config_dir / "smsc" / "kharkiv.conf").is_file()
     assert not (gateway.config_dir / "smsc" / "..data").exists()

@@ -29,7 +29,14 @@ SECRET_ENV = {
     "registry": {"POI_REGISTRY_DATABASE_URL"},
     "status": {"POI_STATUS_DATABASE_URL", "POI_STATUS_REDIS_URL"},
     "search": {"POI_SEARCH_REDIS_URL"},  # shared rate-limit counters, in the Redis status uses
-    "notify": {"POI_NOTIFY_DATABASE_URL", "POI_NOTIFY_REDIS_URL", "POI_NOTIFY_PHONE_KEY"},
+    "notify": {
+        "POI_NOTIFY_DATABASE_URL",
+        "POI_NOTIFY_REDIS_URL",
+        "POI_NOTIFY_PHONE_KEY",
+        "POI_NOTIFY_KANNEL_USERNAME",
+        "POI_NOTIFY_KANNEL_PASSWORD",
+        "POI_NOTIFY_GATEWAY_TOKEN",
+    },
 }
 MIGRATING = {"registry", "status", "notify"}
 PER_SERVICE_KINDS = (

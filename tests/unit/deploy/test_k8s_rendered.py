@@ -51,7 +51,8 @@ K8S_VERSIONS = ("1.32.0", "1.37.0")
 APP_DIRS = [BASE, *sorted(p for p in OVERLAYS.iterdir() if p.is_dir())]
 HPA_SYNC_S = 15  # the HorizontalPodAutoscaler's default sync period
 # /v1 routes only the cluster calls (e.g. Kannel's callbacks to notify), which the Ingress must not publish.
-INTERNAL_PATHS: set[str] = set()
+# Kannel's callbacks to notify: inside the cluster only (Kannel's pod calls notify's Service).
+INTERNAL_PATHS: set[str] = {"/v1/sms/inbound", "/v1/sms/dlr"}
 TRIGGER_KEYS = {
     "prometheus": {"serverAddress", "query", "threshold"},
     "cpu": {"value"},
@@ -371,6 +372,9 @@ def test_dev_runs_one_small_pod_each_and_authenticates_with_the_dev_secret(monke
         **{("poi-secrets", f"{svc}-database-url"): "postgresql://db" for svc in SERVICES},
         ("poi-secrets", "status-redis-url"): "redis://redis",
         ("poi-secrets", "notify-phone-key"): "a-phone-hash-key",
+        ("poi-secrets", "kannel-username"): "notify",
+        ("poi-secrets", "kannel-password"): "a-sendsms-password",
+        ("poi-secrets", "notify-gateway-token"): "a-gateway-token",
     }
     for name, deployment in by_name(docs, "Deployment").items():
         assert deployment["spec"]["replicas"] == 1
