@@ -41,6 +41,9 @@ class NotifySettings(DatabaseServiceSettings):
     kannel_username: SecretStr | None = None
     kannel_password: SecretStr | None = None
     sms_from: str = "POI"
+    # Which delivery reports Kannel sends back (its dlr-mask): 31 every one; 19 only the final ones (1, 2, 16), half
+    # the callbacks where the SMSC also reports acceptance (8); 0 none.
+    sms_dlr_mask: int = Field(default=31, ge=0, le=31)
     # How Kannel reaches notify (delivery reports); its sms-service get-url points at <public_url>/v1/sms/inbound.
     gateway_callback_url: str = "http://127.0.0.1:8004"
     # The token Kannel sends with inbound SMS and delivery reports (?token=); unset: only loopback callers.

@@ -181,6 +181,9 @@ def test_unsubscribing_takes_a_code_sent_to_the_number(
 ) -> None:
     e164 = new_number()
     first, second = subscribe(notify_client, e164), subscribe(notify_client, e164, area={**KYIV, "lat": 50.5})
+    # A subscribe code does not unsubscribe.
+    wrong_kind = {"phone": e164, "code": last_code(database_urls, e164)}
+    assert_problem(notify_client.post("/v1/subscriptions/unsubscribe", json=wrong_kind), 409)
     notify_client.post("/v1/subscriptions/confirm", json={"phone": e164, "code": last_code(database_urls, e164)})
     asked = notify_client.post("/v1/subscriptions/unsubscribe", json={"phone": e164})
     assert asked.status_code == 202, asked.text

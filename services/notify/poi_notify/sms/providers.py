@@ -84,7 +84,9 @@ class KannelProvider:
         gateway_token: SecretStr | None,
         timeout_s: float,
         concurrency: int,
+        dlr_mask: int = DLR_MASK,
     ) -> None:
+        self._dlr_mask = dlr_mask
         self._sendsms = url.rstrip("/") + "/cgi-bin/sendsms"
         self._login = {"username": username.get_secret_value(), "password": password.get_secret_value()}
         self._sender = sender
@@ -110,9 +112,9 @@ class KannelProvider:
             "to": message.e164,
             "text": message.body,
             "charset": "UTF-8",
-            "dlr-mask": str(DLR_MASK),
-            "dlr-url": self.dlr_url(message.id),
         }
+        if self._dlr_mask:
+            params["dlr-mask"], params["dlr-url"] = str(self._dlr_mask), self.dlr_url(message.id)
         if not text.is_gsm7(message.body):
             params["coding"] = "2"  # UCS-2: Cyrillic
         return yarl.URL(f"{self._sendsms}?{urlencode(params, quote_via=quote)}", encoded=True)
@@ -151,4 +153,5 @@ def provider_from(settings: NotifySettings) -> Provider:
         gateway_token=settings.gateway_token,
         timeout_s=settings.sms_send_timeout_s,
         concurrency=settings.sms_concurrency,
+        dlr_mask=settings.sms_dlr_mask,
     )

@@ -148,14 +148,16 @@ async def request_unsubscribe(pool: asyncpg.Pool, settings: NotifySettings, *, p
     return True
 
 
-async def redeem(conn: asyncpg.Connection, settings: NotifySettings, *, phone_hash: str, code: str) -> Redeemed:
+async def redeem(
+    conn: asyncpg.Connection, settings: NotifySettings, *, phone_hash: str, code: str, purpose: str | None = None
+) -> Redeemed:
     """Use the number's code in the caller's transaction: confirm its pending subscriptions or remove them all.
 
     A wrong code is counted in the same transaction, so the caller commits either way.
     """
     assert settings.phone_key is not None
     live = await data.live_code(conn, phone_hash)
-    if live is None:
+    if live is None or (purpose is not None and live["purpose"] != purpose):
         return Redeemed(None)
     if not hmac.compare_digest(live["code_hash"], code_hash(settings.phone_key, phone_hash, code)):
         left = await data.count_wrong_code(conn, phone_hash, max_attempts=settings.code_max_attempts)
@@ -179,10 +181,12 @@ async def redeem(conn: asyncpg.Connection, settings: NotifySettings, *, phone_ha
     return Redeemed(live["purpose"], count)
 
 
-async def confirm(pool: asyncpg.Pool, settings: NotifySettings, *, phone_hash: str, code: str) -> Redeemed:
+async def confirm(
+    pool: asyncpg.Pool, settings: NotifySettings, *, phone_hash: str, code: str, purpose: str | None = None
+) -> Redeemed:
     """Use a code given through the API; CodeRefused (after the wrong try is counted) if it is not the live one."""
     async with db.connection(pool) as conn, conn.transaction():
-        redeemed = await redeem(conn, settings, phone_hash=phone_hash, code=code)
+        redeemed = await redeem(conn, settings, phone_hash=phone_hash, code=code, purpose=purpose)
     if redeemed.purpose is None:
         raise CodeRefused(redeemed.tries_left)
     return redeemed

@@ -114,6 +114,11 @@ async def subscribe(request: Request, body: SubscribeRequest) -> Accepted:
 )
 async def confirm(request: Request, body: ConfirmRequest) -> Confirmed:
     """The code confirms the number's pending subscriptions (or removes them all, for an unsubscribe code)."""
+    return await _redeem(request, body, purpose=None)
+
+
+async def _redeem(request: Request, body: ConfirmRequest, *, purpose: str | None) -> Confirmed:
+    """Count the try, use the code (of that purpose, if given), say what it did; 409 if it is not the live one."""
     settings: NotifySettings = request.app.state.settings
     assert settings.phone_key is not None
     hashed = phone_hash(settings.phone_key, _number(body.phone))
@@ -126,7 +131,9 @@ async def confirm(request: Request, body: ConfirmRequest) -> Confirmed:
         settings.confirm_per_minute,
     )
     try:
-        redeemed = await service.confirm(request.app.state.pool, settings, phone_hash=hashed, code=body.code)
+        redeemed = await service.confirm(
+            request.app.state.pool, settings, phone_hash=hashed, code=body.code, purpose=purpose
+        )
     except service.CodeRefused as exc:
         detail = (
             f"wrong code: {exc.tries_left} tries left"
@@ -171,7 +178,8 @@ async def unsubscribe(request: Request, response: Response, body: UnsubscribeReq
         await service.request_unsubscribe(request.app.state.pool, settings, phone_hash=hashed)
         response.status_code = 202
         return Accepted(phone=mask(e164), code_expires_in_s=settings.code_ttl_s)
-    return await confirm(request, ConfirmRequest(phone=body.phone, code=body.code))
+    # Only an unsubscribe code removes: a pending subscription's code sent here confirms nothing either.
+    return await _redeem(request, ConfirmRequest(phone=body.phone, code=body.code), purpose="unsubscribe")
 
 
 @router.get(
