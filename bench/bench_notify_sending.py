@@ -35,7 +35,9 @@ TARGET_PER_S = 1000.0
 CONCURRENCY = int(os.environ.get("BENCH_SMS_CONCURRENCY", "32"))
 BODY = "Відкрито пункт незламності: вул. Хрещатик, 1. Тепло, зарядка, вода"
 SECRET = "bench-secret-not-for-production-0123456789"
-BOUND_S = float(os.environ.get("BENCH_SMS_BOUND_S", "120"))
+BOUND_S = float(os.environ.get("BENCH_SMS_BOUND_S", "400"))
+# Kannel gives up on a report whose callback fails (it does not retry): wait this long after the last one, no more.
+REPORTS_BOUND_S = 60.0
 DLR_MASK = os.environ.get("BENCH_SMS_DLR_MASK", "31")
 # Notify's processes: in production its replicas share Kannel's delivery reports (2 per message) and the sending.
 WORKERS = int(os.environ.get("BENCH_NOTIFY_WORKERS", "2"))
@@ -155,9 +157,12 @@ def wait_for_reports(url: str, run: str, started: float) -> float:
     """Seconds from started until every message of the run has its final report recorded (or the bound)."""
     if DLR_MASK == "0":
         return float("nan")
-    while asyncio.run(delivered(url, run)) < MESSAGES and time.perf_counter() - started < BOUND_S:
+    last, last_at = -1, time.perf_counter()
+    while (count := asyncio.run(delivered(url, run))) < MESSAGES and time.perf_counter() - last_at < REPORTS_BOUND_S:
+        if count != last:
+            last, last_at = count, time.perf_counter()
         time.sleep(0.2)
-    return time.perf_counter() - started
+    return (last_at if count < MESSAGES else time.perf_counter()) - started
 
 
 def start_notify(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -256,7 +261,8 @@ def report(
     )
     console.print(table)
     console.print(
-        f"queueing {MESSAGES:,} rows took {notify['queued_s']:.2f} s; notify's messages by state: {final}; "
+        f"queueing {MESSAGES:,} rows took {notify['queued_s']:.2f} s; notify's messages by state: {final} "
+        "(a report row: the last one recorded; fewer than sent means Kannel failed to deliver some callbacks); "
         f"notify / Kannel alone = {smsc_rate / alone_rate:.2f}"
     )
     verdict = "PASS" if smsc_rate >= TARGET_PER_S else "FAIL"
