@@ -9,6 +9,8 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from poi_notify import data, events, privacy
+from poi_notify.alerts import service as alerts
+from poi_notify.contacts import views as contacts_views
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
 from poi_notify.sms import sender
@@ -17,7 +19,7 @@ from poi_notify.sms.providers import provider_from
 from poi_notify.subscriptions import views as subscriptions_views
 from poi_shared import metrics
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
-from poi_shared.contracts import STATUS
+from poi_shared.contracts import POINTS, STATUS
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
 
@@ -76,8 +78,33 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 handler=partial(events.handle_status_event, pool),
             )
             supervisor.prune_inbox(pool, settings, consumer=events.STATUS_CONSUMER)
+            # --- alerts (N2): points and status events in, planner and flusher loops ---
+            supervisor.consume(
+                js,
+                settings,
+                stream=POINTS,
+                durable=events.POINTS_CONSUMER,
+                handler=partial(events.handle_point_event, pool),
+            )
+            supervisor.consume(
+                js,
+                settings,
+                stream=STATUS,
+                durable=events.STATUS_ALERTS_CONSUMER,
+                handler=partial(events.handle_alert_event, pool),
+            )
+            supervisor.prune_inbox(pool, settings, consumer=events.STATUS_ALERTS_CONSUMER)
+            supervisor.every("alerts-plan", settings.alert_plan_interval_s, partial(alerts.plan, pool, settings))
+            supervisor.every("alerts-flush", settings.alert_flush_interval_s, partial(alerts.flush, pool, settings))
             broker = metrics.Broker(
-                nc, js, settings.namespace, consumers=[metrics.Consumer(STATUS, events.STATUS_CONSUMER)]
+                nc,
+                js,
+                settings.namespace,
+                consumers=[
+                    metrics.Consumer(STATUS, events.STATUS_CONSUMER),
+                    metrics.Consumer(POINTS, events.POINTS_CONSUMER),
+                    metrics.Consumer(STATUS, events.STATUS_ALERTS_CONSUMER),
+                ],
             )
             app.state.settings, app.state.pool = settings, pool
             app.state.readiness = readiness_checks(pool=pool, cache=redis_client, broker=broker)
@@ -90,7 +117,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         description="SMS subscriptions (double opt-in, STOP/START by SMS) and alerts through Kannel, webhooks. "
         "Records every status event once.",
         lifespan=lifespan,
-        routers=[observations_views.router, subscriptions_views.router, sms_views.router],
+        routers=[observations_views.router, subscriptions_views.router, sms_views.router, contacts_views.router],
         # Kannel's callbacks carry the number and the gateway token in the URL: no spans for them.
         untraced=[r"/v1/sms/"],
     )

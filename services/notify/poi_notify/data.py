@@ -390,3 +390,402 @@ async def sms_of_phone(pool: asyncpg.Pool, phone_hash: str) -> list[asyncpg.Reco
                FROM sms_messages WHERE phone_hash = $1 ORDER BY created_at, id""",
             phone_hash,
         )
+
+
+# --- Alerts (N2): points as the registry announced them, status changes, windows and their changes ---
+
+
+async def upsert_alert_point(
+    conn: asyncpg.Connection,
+    *,
+    point_id: UUID,
+    version: int,
+    code: str,
+    name_uk: str | None,
+    name_en: str | None,
+    address_uk: str | None,
+    address_en: str | None,
+    settlement: str | None,
+    lat: float | None,
+    lon: float | None,
+    cell: int | None,
+    services: list[str],
+    katotth: str,
+    visibility: str,
+    retired: bool,
+) -> None:
+    """Keep a point's public details; an older or repeated version changes nothing."""
+    await conn.execute(
+        """INSERT INTO alert_points (id, known, version, code, name_uk, name_en, address_uk, address_en, settlement,
+                                     lat, lon, cell, services, katotth, visibility, retired)
+           VALUES ($1, true, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           ON CONFLICT (id) DO UPDATE SET known = true, version = EXCLUDED.version, code = EXCLUDED.code,
+               name_uk = EXCLUDED.name_uk, name_en = EXCLUDED.name_en, address_uk = EXCLUDED.address_uk,
+               address_en = EXCLUDED.address_en, settlement = EXCLUDED.settlement, lat = EXCLUDED.lat,
+               lon = EXCLUDED.lon, cell = EXCLUDED.cell, services = EXCLUDED.services, katotth = EXCLUDED.katotth,
+               visibility = EXCLUDED.visibility, retired = EXCLUDED.retired
+           WHERE alert_points.version < EXCLUDED.version""",
+        point_id,
+        version,
+        code,
+        name_uk,
+        name_en,
+        address_uk,
+        address_en,
+        settlement,
+        lat,
+        lon,
+        cell,
+        services,
+        katotth,
+        visibility,
+        retired,
+    )
+
+
+async def apply_point_status(
+    conn: asyncpg.Connection, *, point_id: UUID, status_version: int, state: str, changed_at: datetime
+) -> str | None:
+    """Make a newer status the point's current one; the state it replaces, or None if the status is not newer."""
+    await conn.execute("INSERT INTO alert_points (id) VALUES ($1) ON CONFLICT DO NOTHING", point_id)
+    current = await conn.fetchrow("SELECT state, status_version FROM alert_points WHERE id = $1 FOR UPDATE", point_id)
+    assert current is not None
+    if current["status_version"] >= status_version:
+        return None
+    await conn.execute(
+        "UPDATE alert_points SET state = $2, status_version = $3, state_changed_at = $4 WHERE id = $1",
+        point_id,
+        state,
+        status_version,
+        changed_at,
+    )
+    return str(current["state"])
+
+
+async def queue_alert_change(
+    conn: asyncpg.Connection,
+    *,
+    point_id: UUID,
+    status_version: int,
+    change: str,
+    urgent: bool,
+    fuel_hours: float | None = None,
+) -> None:
+    """Leave a change for the planner, in the transaction that observed it."""
+    await conn.execute(
+        """INSERT INTO alert_queue (point_id, status_version, change, urgent, fuel_hours)
+           VALUES ($1, $2, $3, $4, $5)""",
+        point_id,
+        status_version,
+        change,
+        urgent,
+        fuel_hours,
+    )
+
+
+PLAN_ALERTS = """
+WITH batch AS (
+    DELETE FROM alert_queue WHERE id IN (
+        SELECT id FROM alert_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+    RETURNING point_id, status_version, change, urgent, fuel_hours,
+              CASE WHEN change IN ('stale', 'low_fuel') THEN 'ops' ELSE 'alert' END AS channel
+),
+changes AS (
+    -- The latest change of each point per channel in this batch, with the point's public details.
+    SELECT DISTINCT ON (b.point_id, b.channel) b.*, p.lat, p.lon, p.cell, p.services, p.katotth, p.visibility
+    FROM batch b JOIN alert_points p ON p.id = b.point_id
+    WHERE p.id = ANY(ARRAY(SELECT point_id FROM batch)) AND p.known AND NOT p.retired
+      AND (b.channel = 'ops' OR p.visibility <> 'hidden')
+    ORDER BY b.point_id, b.channel, b.status_version DESC
+),
+point_hits AS (
+    SELECT s.phone_hash, c.point_id, c.change, c.status_version, c.urgent
+    FROM changes c JOIN subscriptions s ON s.kind = 'point' AND s.point_id = c.point_id
+    WHERE c.channel = 'alert' AND s.point_id = ANY(ARRAY(SELECT point_id FROM changes))
+),
+opened AS (
+    SELECT point_id, change, status_version, urgent, lat, lon, cell, services FROM changes
+    WHERE channel = 'alert' AND change IN ('opened', 'places_again')
+),
+area_hits AS (
+    -- A point that opens is news to the area subscriptions whose disk holds it (found by the cells the batch's
+    -- points lie in, then the exact distance) and whose services it offers. Only whether a phone needs a window
+    -- is decided here (which open points its message names is decided when it is sent), so a phone whose window
+    -- is already waiting is skipped before any distance is computed, unless this batch brings urgent news to a
+    -- window held back by quiet hours. Each subscription is read once per batch (one GIN lookup for all the
+    -- batch's cells) and matched to the points by cell in memory.
+    SELECT s.phone_hash, bool_or(c.urgent) AS urgent
+    FROM subscriptions s
+    CROSS JOIN LATERAL unnest(s.cells) AS sc(cell)
+    JOIN opened c ON c.cell = sc.cell
+    WHERE s.kind = 'area' AND s.cells && (SELECT coalesce(array_agg(DISTINCT cell), '{}') FROM opened)
+      AND NOT EXISTS (
+          SELECT 1 FROM alert_windows w
+          WHERE w.phone_hash = s.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL
+            AND (w.urgent OR NOT (SELECT coalesce(bool_or(urgent), false) FROM opened)))
+      AND s.services <@ c.services
+      -- Haversine, in metres (mean Earth radius).
+      AND 2 * 6371008.8 * asin(sqrt(
+            power(sin(radians(c.lat - s.lat) / 2), 2)
+            + cos(radians(s.lat)) * cos(radians(c.lat)) * power(sin(radians(c.lon - s.lon) / 2), 2))) <= s.radius_m
+    GROUP BY s.phone_hash
+),
+ops_hits AS (
+    SELECT k.phone_hash, c.point_id, c.change, c.status_version, c.urgent, c.fuel_hours
+    FROM changes c JOIN alert_contacts k ON starts_with(c.katotth, k.katotth_prefix)
+    WHERE c.channel = 'ops'
+),
+hits AS (
+    -- One row per phone, channel and point; area news is one row per phone with no point.
+    SELECT DISTINCT ON (phone_hash, channel, point_id) * FROM (
+        SELECT phone_hash, 'alert' AS channel, point_id, change, status_version, urgent, NULL::real AS fuel_hours
+        FROM point_hits
+        UNION ALL
+        SELECT phone_hash, 'alert', NULL, NULL, NULL, urgent, NULL FROM area_hits
+        UNION ALL
+        SELECT phone_hash, 'ops', point_id, change, status_version, urgent, fuel_hours FROM ops_hits
+    ) all_hits
+    ORDER BY phone_hash, channel, point_id
+),
+windows AS (
+    -- The phone's current window takes the news; once its message went, the next window starts no earlier than
+    -- a window's length after it. Non-urgent news in quiet hours waits for their end ($4), urgent news does not.
+    INSERT INTO alert_windows AS w (phone_hash, channel, window_start, flush_at, urgent, area)
+    SELECT phone_hash, channel, $2::timestamptz,
+           CASE WHEN bool_or(urgent) OR $4::timestamptz IS NULL THEN $2 + $3 * interval '1 second'
+                ELSE greatest($2 + $3 * interval '1 second', $4) END,
+           bool_or(urgent), bool_or(point_id IS NULL)
+    FROM hits GROUP BY phone_hash, channel
+    ON CONFLICT (phone_hash, channel) DO UPDATE SET
+        window_start = CASE WHEN w.flushed_at IS NULL THEN w.window_start
+                            ELSE greatest(EXCLUDED.window_start, w.flushed_at + $5 * interval '1 second') END,
+        flush_at = CASE WHEN w.flushed_at IS NULL THEN least(w.flush_at, greatest(EXCLUDED.flush_at, w.window_start))
+                        ELSE greatest(EXCLUDED.flush_at, w.flushed_at + $5 * interval '1 second') END,
+        urgent = (w.flushed_at IS NULL AND w.urgent) OR EXCLUDED.urgent,
+        area = (w.flushed_at IS NULL AND w.area) OR EXCLUDED.area,
+        flushed_at = NULL
+    RETURNING phone_hash, channel, window_start
+),
+recorded AS (
+    INSERT INTO alert_changes AS a (phone_hash, channel, window_start, point_id, change, status_version,
+                                    fuel_hours)
+    SELECT h.phone_hash, h.channel, w.window_start, h.point_id, h.change, h.status_version, h.fuel_hours
+    FROM hits h JOIN windows w USING (phone_hash, channel)
+    WHERE h.point_id IS NOT NULL
+    ON CONFLICT (phone_hash, channel, window_start, point_id) DO UPDATE SET
+        change = EXCLUDED.change, status_version = EXCLUDED.status_version, fuel_hours = EXCLUDED.fuel_hours
+    WHERE a.status_version <= EXCLUDED.status_version
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM batch) AS changes, (SELECT count(*) FROM windows) AS windows,
+       (SELECT count(*) FROM recorded) AS recorded
+"""
+
+
+async def alert_queue_waiting(conn: asyncpg.Connection) -> bool:
+    """Whether any change waits for the planner (the planning statement is not cheap even for none)."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM alert_queue)"))
+
+
+async def plan_alerts(
+    conn: asyncpg.Connection,
+    *,
+    batch: int,
+    now: datetime,
+    gather_s: float,
+    quiet_until: datetime | None,
+    window_s: float,
+) -> asyncpg.Record:
+    """Plan one batch of queued changes into the phones' windows, in one statement; how many of each it made."""
+    # The CTEs' row counts are unknown to the planner, which then loops over the batch's points and reads every
+    # subscription of their cells once per point. Hash joins read each subscription once; every table access
+    # above is an index lookup by a whole array (ANY, &&), which needs no nested loop.
+    await conn.execute("SET LOCAL enable_nestloop = off")
+    row = await conn.fetchrow(PLAN_ALERTS, batch, now, gather_s, quiet_until, window_s)
+    assert row is not None
+    return row
+
+
+async def due_windows(conn: asyncpg.Connection, *, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Windows whose message is due, locked for this flusher, with each phone's language."""
+    return await conn.fetch(
+        """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language
+           FROM alert_windows w JOIN phones p USING (phone_hash)
+           WHERE w.flushed_at IS NULL AND w.flush_at <= $1
+           ORDER BY w.flush_at LIMIT $2 FOR UPDATE OF w SKIP LOCKED""",
+        now,
+        limit,
+    )
+
+
+async def window_changes(
+    conn: asyncpg.Connection, *, phone_hashes: list[str], channels: list[str], window_starts: list[datetime]
+) -> list[asyncpg.Record]:
+    """What the given windows' messages tell of single points, with each point's current public details."""
+    return await conn.fetch(
+        """SELECT c.phone_hash, c.channel, c.point_id, c.change, c.fuel_hours,
+                  p.code, p.name_uk, p.name_en, p.address_uk, p.address_en, p.settlement, p.services, p.state,
+                  p.visibility, p.retired
+           FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS w(phone_hash, channel, window_start)
+           JOIN alert_changes c USING (phone_hash, channel, window_start)
+           JOIN alert_points p ON p.id = c.point_id
+           ORDER BY c.phone_hash, c.channel, c.point_id""",
+        phone_hashes,
+        channels,
+        window_starts,
+    )
+
+
+async def open_points(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every point open now that the public may be told of, with what a message says of it."""
+    return await conn.fetch(
+        """SELECT id AS point_id, 'alert' AS channel, 'opened' AS change, NULL::real AS fuel_hours, code, name_uk,
+                  name_en, address_uk, address_en, settlement, services, state, visibility, retired, lat, lon, cell
+           FROM alert_points
+           WHERE state = 'open' AND known AND NOT retired AND visibility <> 'hidden'"""
+    )
+
+
+async def area_subscriptions(conn: asyncpg.Connection, phone_hashes: list[str]) -> list[asyncpg.Record]:
+    """The area subscriptions of the given phones."""
+    return await conn.fetch(
+        """SELECT phone_hash, lat, lon, radius_m, services FROM subscriptions
+           WHERE kind = 'area' AND phone_hash = ANY($1::text[])""",
+        phone_hashes,
+    )
+
+
+async def close_windows(
+    conn: asyncpg.Connection,
+    *,
+    phone_hashes: list[str],
+    channels: list[str],
+    window_starts: list[datetime],
+    sent: list[bool],
+    now: datetime,
+) -> None:
+    """Mark windows whose message was queued as flushed now; forget those that sent nothing; drop their changes."""
+    await conn.execute(
+        """WITH w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[])
+                      AS w(phone_hash, channel, window_start, sent)),
+           changes AS (DELETE FROM alert_changes c USING w
+                       WHERE (c.phone_hash, c.channel, c.window_start) = (w.phone_hash, w.channel, w.window_start)),
+           forgotten AS (DELETE FROM alert_windows a USING w
+                         WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND NOT w.sent)
+           UPDATE alert_windows a SET flushed_at = $5 FROM w
+           WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.sent""",
+        phone_hashes,
+        channels,
+        window_starts,
+        sent,
+        now,
+    )
+
+
+# --- Alerts (N2): coordinator contacts ---
+
+
+async def add_contact(
+    conn: asyncpg.Connection,
+    *,
+    contact_id: UUID,
+    phone_hash: str,
+    e164: str,
+    language: str,
+    katotth_prefix: str,
+) -> asyncpg.Record:
+    """Register a number for a region (marking it a contact); the existing registration if it was already there."""
+    await conn.execute(
+        """INSERT INTO phones (phone_hash, e164, language, is_contact) VALUES ($1, $2, $3, true)
+           ON CONFLICT (phone_hash) DO UPDATE SET is_contact = true""",
+        phone_hash,
+        e164,
+        language,
+    )
+    await conn.execute(
+        """INSERT INTO alert_contacts (id, phone_hash, katotth_prefix) VALUES ($1, $2, $3)
+           ON CONFLICT (phone_hash, katotth_prefix) DO NOTHING""",
+        contact_id,
+        phone_hash,
+        katotth_prefix,
+    )
+    row = await conn.fetchrow(
+        """SELECT k.id, p.e164, p.language, k.katotth_prefix, k.created_at
+           FROM alert_contacts k JOIN phones p USING (phone_hash)
+           WHERE k.phone_hash = $1 AND k.katotth_prefix = $2""",
+        phone_hash,
+        katotth_prefix,
+    )
+    assert row is not None
+    return row
+
+
+async def list_contacts(
+    pool: asyncpg.Pool, *, katotth_prefix: str | None, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
+    """Contacts in id order, optionally those whose region lies within a prefix, one page."""
+    async with db.connection(pool) as conn:
+        return await conn.fetch(
+            """SELECT k.id, p.e164, p.language, k.katotth_prefix, k.created_at
+               FROM alert_contacts k JOIN phones p USING (phone_hash)
+               WHERE ($1::text IS NULL OR starts_with(k.katotth_prefix, $1))
+                 AND ($2::uuid IS NULL OR k.id > $2)
+               ORDER BY k.id LIMIT $3""",
+            katotth_prefix,
+            after,
+            limit,
+        )
+
+
+async def remove_contact(conn: asyncpg.Connection, contact_id: UUID) -> bool:
+    """Remove a registration; the number stops being a contact once it has none left. False if there was none."""
+    phone_hash = await conn.fetchval("DELETE FROM alert_contacts WHERE id = $1 RETURNING phone_hash", contact_id)
+    if phone_hash is None:
+        return False
+    await conn.execute(
+        """UPDATE phones SET is_contact = false WHERE phone_hash = $1
+           AND NOT EXISTS (SELECT 1 FROM alert_contacts WHERE phone_hash = $1)""",
+        phone_hash,
+    )
+    return True
+
+
+# --- SMS, many at once (N2: used by sms.service.enqueue_many) ---
+
+
+async def phones_for_sending(conn: asyncpg.Connection, phone_hashes: list[str]) -> list[asyncpg.Record]:
+    """phone_for_sending for many numbers at once."""
+    return await conn.fetch(
+        """SELECT phone_hash, latin, confirmed_at, stopped_at, is_contact FROM phones
+           WHERE phone_hash = ANY($1::text[]) ORDER BY phone_hash FOR SHARE""",
+        phone_hashes,
+    )
+
+
+async def insert_sms_many(
+    conn: asyncpg.Connection,
+    *,
+    ids: list[UUID],
+    dedup_keys: list[str],
+    phone_hashes: list[str],
+    kinds: list[str],
+    bodies: list[str],
+    parts: list[int],
+    not_befores: list[datetime | None],
+) -> list[UUID]:
+    """insert_sms for many messages; the ids of those whose dedup key was new."""
+    rows = await conn.fetch(
+        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before)
+           SELECT id, dedup_key, phone_hash, kind, body, parts, coalesce(not_before, now())
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
+                       $7::timestamptz[]) AS m(id, dedup_key, phone_hash, kind, body, parts, not_before)
+           ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+        ids,
+        dedup_keys,
+        phone_hashes,
+        kinds,
+        bodies,
+        parts,
+        not_befores,
+    )
+    return [r["id"] for r in rows]

@@ -1,5 +1,7 @@
 """Notify settings, from POI_NOTIFY_* variables."""
 
+from datetime import time
+
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -59,3 +61,18 @@ class NotifySettings(DatabaseServiceSettings):
     sms_send_timeout_s: float = Field(default=10.0, gt=0)
     # A message claimed longer ago than this by a process that died is marked 'unknown', never sent again.
     sms_sending_lease_s: float = Field(default=300.0, ge=30)
+    # --- alerts (N2): windows, quiet hours, planner and flusher ---
+    # Never two messages to one phone within this many seconds: changes in between are merged into one.
+    alert_window_s: int = Field(default=900, ge=60, le=86_400)
+    # The first change of a window waits this long for more (an area switching on is hundreds of events).
+    alert_gather_s: float = Field(default=30.0, ge=0, le=600)
+    # Quiet hours in Kyiv time: non-urgent news waits for their end. Equal start and end: no quiet hours.
+    alert_quiet_start: time = time(22, 0)
+    alert_quiet_end: time = time(7, 0)
+    # How many of the nearest open points an area message names (the rest are counted).
+    alert_area_points: int = Field(default=2, ge=1, le=3)
+    # The planner takes what was queued every few seconds: bigger batches read each subscription fewer times.
+    alert_plan_interval_s: float = Field(default=5.0, gt=0)
+    alert_plan_batch: int = Field(default=5000, ge=1, le=50_000)
+    alert_flush_interval_s: float = Field(default=2.0, gt=0)
+    alert_flush_batch: int = Field(default=2000, ge=1, le=50_000)

@@ -111,7 +111,7 @@ def scaled_objects_by_target(docs: list[Doc]) -> dict[str, Doc]:
 
 
 def durable_consumers() -> dict[str, dict[str, contracts.StreamSpec]]:
-    """Each service's durable consumers in the code (events.<STREAM>_CONSUMER), with the stream each reads."""
+    """Each service's durable consumers in the code (events.<STREAM>_CONSUMER or <STREAM>_<PURPOSE>_CONSUMER)."""
     consumers: dict[str, dict[str, contracts.StreamSpec]] = {}
     for svc in SERVICES:
         try:
@@ -120,7 +120,9 @@ def durable_consumers() -> dict[str, dict[str, contracts.StreamSpec]]:
             continue
         for attr, value in vars(events).items():
             if attr.endswith("_CONSUMER") and isinstance(value, str):
-                stream = getattr(contracts, attr.removesuffix("_CONSUMER"), None)
+                stream = getattr(contracts, attr.removesuffix("_CONSUMER"), None) or getattr(
+                    contracts, attr.split("_")[0], None
+                )
                 assert isinstance(stream, contracts.StreamSpec), f"poi_{svc}.events.{attr}: name it <STREAM>_CONSUMER"
                 consumers.setdefault(svc, {})[value] = stream
     return consumers

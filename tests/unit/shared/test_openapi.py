@@ -78,6 +78,9 @@ EXPECTED_SECURITY = {
     # Kannel's callbacks: the shared gateway token in the query (or loopback only), not a bearer token.
     ("notify", "GET /v1/sms/inbound"): PUBLIC,
     ("notify", "GET /v1/sms/dlr"): PUBLIC,
+    ("notify", "POST /v1/contacts"): REQUIRED,
+    ("notify", "GET /v1/contacts"): REQUIRED,
+    ("notify", "DELETE /v1/contacts/{contact_id}"): REQUIRED,
     **{(service, "GET /readyz"): PUBLIC for service in FACTORIES},
 }
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

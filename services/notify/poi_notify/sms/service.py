@@ -1,6 +1,7 @@
 """Queueing SMS: the one way any part of notify asks for a message to be sent."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -46,3 +47,48 @@ async def enqueue(
         parts=count,
         not_before=not_before,
     )
+
+
+# --- Many at once (N2: alerts flush thousands of windows per transaction) ---
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message for enqueue_many."""
+
+    phone_hash: str
+    kind: str
+    body: str
+    dedup_key: str
+    not_before: datetime | None = None
+
+
+async def enqueue_many(conn: asyncpg.Connection, messages: list[Outgoing]) -> list[uuid.UUID | None]:
+    """enqueue for many messages in two statements, by the same rules; each message's new id, or None."""
+    phones = {r["phone_hash"]: r for r in await data.phones_for_sending(conn, [m.phone_hash for m in messages])}
+    rows: list[tuple[uuid.UUID, Outgoing, str, int]] = []
+    for message in messages:
+        phone = phones.get(message.phone_hash)
+        if phone is None or phone["stopped_at"] is not None:
+            continue
+        if message.kind not in UNCONFIRMED_KINDS and phone["confirmed_at"] is None and not phone["is_contact"]:
+            continue
+        body = text.latin(message.body) if phone["latin"] else message.body
+        count = text.parts(body)
+        if count > text.MAX_PARTS:
+            raise MessageTooLong(f"{message.kind} message of {count} parts (at most {text.MAX_PARTS}): {body[:40]}…")
+        rows.append((uuid.uuid4(), message, body, count))
+    inserted = set(
+        await data.insert_sms_many(
+            conn,
+            ids=[r[0] for r in rows],
+            dedup_keys=[r[1].dedup_key for r in rows],
+            phone_hashes=[r[1].phone_hash for r in rows],
+            kinds=[r[1].kind for r in rows],
+            bodies=[r[2] for r in rows],
+            parts=[r[3] for r in rows],
+            not_befores=[r[1].not_before for r in rows],
+        )
+    )
+    ids: dict[str, uuid.UUID] = {r[1].dedup_key: r[0] for r in rows if r[0] in inserted}
+    return [ids.get(m.dedup_key) for m in messages]

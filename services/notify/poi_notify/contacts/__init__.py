@@ -1,0 +1,1 @@
+"""Coordinator contacts: numbers that get ops alerts for a region."""
