@@ -1,12 +1,16 @@
 """The notify service's app factory."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import asyncpg
+import httpx
 import redis.asyncio as redis
 from fastapi import FastAPI
+from nats.js import JetStreamContext
 
 from poi_notify import data, events, privacy
 from poi_notify.alerts import service as alerts
@@ -17,8 +21,10 @@ from poi_notify.sms import sender
 from poi_notify.sms import views as sms_views
 from poi_notify.sms.providers import provider_from
 from poi_notify.subscriptions import views as subscriptions_views
+from poi_notify.webhooks import delivery as webhook_delivery
+from poi_notify.webhooks import views as webhooks_views
 from poi_shared import metrics
-from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
+from poi_shared.app import Supervisor, build_app, nats_connection, postgres_pool, readiness_checks, supervised
 from poi_shared.contracts import POINTS, STATUS
 from poi_shared.db import SHARED_MIGRATIONS
 from poi_shared.telemetry import configure_logging
@@ -68,7 +74,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 "sms-abandon-stale", settings.sms_sending_lease_s / 5, partial(sender.abandon_stale, pool, settings)
             )
             supervisor.every("subscriptions-expire", SUBSCRIPTIONS_EXPIRE_S, partial(data.forget_expired_pending, pool))
-            app.state.redis, app.state.sms_provider = redis_client, provider
+            # SMS lookups ask search; no proxies from the environment, bounded time (lookup sets it per request).
+            search_http = await stack.enter_async_context(httpx.AsyncClient(trust_env=False))
+            app.state.redis, app.state.sms_provider, app.state.search_http = redis_client, provider, search_http
             # --- end SMS ---
             supervisor.consume(
                 js,
@@ -96,6 +104,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             supervisor.prune_inbox(pool, settings, consumer=events.STATUS_ALERTS_CONSUMER)
             supervisor.every("alerts-plan", settings.alert_plan_interval_s, partial(alerts.plan, pool, settings))
             supervisor.every("alerts-flush", settings.alert_flush_interval_s, partial(alerts.flush, pool, settings))
+            webhook_client = await stack.enter_async_context(_webhook_client(settings))
+            _run_webhooks(app, supervisor, js, pool, settings, webhook_client)
             broker = metrics.Broker(
                 nc,
                 js,
@@ -104,6 +114,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                     metrics.Consumer(STATUS, events.STATUS_CONSUMER),
                     metrics.Consumer(POINTS, events.POINTS_CONSUMER),
                     metrics.Consumer(STATUS, events.STATUS_ALERTS_CONSUMER),
+                    metrics.Consumer(POINTS, events.POINTS_WEBHOOKS_CONSUMER),
+                    metrics.Consumer(STATUS, events.STATUS_WEBHOOKS_CONSUMER),
                 ],
             )
             app.state.settings, app.state.pool = settings, pool
@@ -114,10 +126,81 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     return build_app(
         service=SERVICE,
         title="Points of Invincibility — notify",
-        description="SMS subscriptions (double opt-in, STOP/START by SMS) and alerts through Kannel, webhooks. "
-        "Records every status event once.",
+        description="SMS subscriptions (double opt-in, STOP/START by SMS), alerts and lookups through Kannel; "
+        "signed webhooks for integrators.",
         lifespan=lifespan,
-        routers=[observations_views.router, subscriptions_views.router, sms_views.router, contacts_views.router],
+        routers=[
+            observations_views.router,
+            subscriptions_views.router,
+            sms_views.router,
+            contacts_views.router,
+            webhooks_views.router,
+        ],
         # Kannel's callbacks carry the number and the gateway token in the URL: no spans for them.
         untraced=[r"/v1/sms/"],
+    )
+
+
+# --- Webhooks (N3) ---
+
+
+@asynccontextmanager
+async def _webhook_client(settings: NotifySettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client deliveries go through: no proxies from the environment, no redirects, bounded time."""
+    timeout = httpx.Timeout(settings.webhook_timeout_s)
+    limits = httpx.Limits(max_connections=settings.webhook_concurrency * 2)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, follow_redirects=False) as client:
+        yield client
+
+
+def _run_webhooks(
+    app: FastAPI,
+    supervisor: Supervisor,
+    js: JetStreamContext,
+    pool: asyncpg.Pool,
+    settings: NotifySettings,
+    client: httpx.AsyncClient,
+) -> None:
+    """Learn points, turn status events into deliveries, and send them, until the app stops."""
+    # Made here, not in the factory: an event belongs to the loop it is first awaited in, and each lifespan has its own.
+    wake = app.state.webhook_wake = asyncio.Event()
+    counter = app.state.metrics.counter(
+        "poi_webhook_deliveries",
+        "Webhook delivery attempts by outcome: delivered, retry (failed, tried again later) or dead (gave up).",
+        ["outcome"],
+    )
+    supervisor.consume(
+        js,
+        settings,
+        stream=POINTS,
+        durable=events.POINTS_WEBHOOKS_CONSUMER,
+        handler=partial(events.handle_point_event_for_webhooks, pool),
+    )
+    supervisor.consume(
+        js,
+        settings,
+        stream=STATUS,
+        durable=events.STATUS_WEBHOOKS_CONSUMER,
+        handler=partial(events.handle_status_event_for_webhooks, pool, queued=wake.set),
+    )
+    for consumer in (events.POINTS_WEBHOOKS_CONSUMER, events.STATUS_WEBHOOKS_CONSUMER):
+        supervisor.prune_inbox(pool, settings, consumer=consumer)
+    supervisor.every(
+        "webhook-deliveries-prune",
+        settings.inbox_prune_interval_s,
+        partial(
+            data.prune_deliveries, pool, older_than_s=settings.webhook_retention_s, batch=settings.inbox_prune_batch
+        ),
+    )
+    supervisor.start(
+        "webhook-deliveries",
+        partial(
+            webhook_delivery.run_deliveries,
+            pool,
+            client,
+            settings,
+            stop=supervisor.stop,
+            wake=wake,
+            count=lambda outcome: counter.labels(outcome).inc(),
+        ),
     )

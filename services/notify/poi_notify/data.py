@@ -789,3 +789,302 @@ async def insert_sms_many(
         not_befores,
     )
     return [r["id"] for r in rows]
+
+
+# --- Webhooks: endpoints, the points they match, deliveries ---
+
+WEBHOOK_COLUMNS = """id, owner, url, description, event_types, katotth_prefixes, lat, lon, radius_m, enabled,
+    created_at, updated_at"""
+DELIVERY_COLUMNS = """id, seq, webhook_id, event_id, event_type, state, attempts, next_attempt_at, last_status,
+    last_error, created_at, delivered_at"""
+
+
+async def lock_webhook_point(conn: asyncpg.Connection, point_id: UUID) -> None:
+    """Serialise, until the transaction ends, what the two webhook consumers do about one point."""
+    # Without it a status event could find its point unknown and wait while the point's registration, in a
+    # transaction running beside it, finds no waiting event: the event would wait for ever.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 5005))", str(point_id))
+
+
+async def upsert_webhook_point(
+    conn: asyncpg.Connection,
+    *,
+    point_id: UUID,
+    version: int,
+    katotth: str,
+    lat: float,
+    lon: float,
+    visibility: str,
+    retired: bool,
+) -> None:
+    """Remember where a point is and who may see it, unless a newer version is already known."""
+    await conn.execute(
+        """INSERT INTO webhook_points (point_id, version, katotth, lat, lon, visibility, retired)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (point_id) DO UPDATE SET version = excluded.version, katotth = excluded.katotth,
+               lat = excluded.lat, lon = excluded.lon, visibility = excluded.visibility, retired = excluded.retired
+           WHERE webhook_points.version < excluded.version""",
+        point_id,
+        version,
+        katotth,
+        lat,
+        lon,
+        visibility,
+        retired,
+    )
+
+
+async def any_webhook_for(conn: asyncpg.Connection, event_type: str) -> bool:
+    """Whether any enabled webhook takes this event type at all."""
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM webhooks WHERE enabled AND $1 = ANY(event_types))", event_type
+    )
+
+
+async def queue_deliveries(
+    conn: asyncpg.Connection, *, point_id: UUID, event_id: str, event_type: str, body: str
+) -> tuple[bool, int]:
+    """Queue the event for every enabled webhook whose filter takes it at the point, in one statement.
+
+    Returns whether the point is known at all and how many deliveries were queued; a hidden point matches nothing,
+    and an event already queued for a webhook is left as it is.
+    """
+    row = await conn.fetchrow(
+        """WITH point AS (
+               SELECT katotth, lat, lon FROM webhook_points WHERE point_id = $1 AND visibility <> 'hidden'),
+           matched AS (
+               SELECT w.id FROM webhooks w, point p
+               WHERE w.enabled AND $3 = ANY(w.event_types)
+                 AND ((cardinality(w.katotth_prefixes) = 0 AND w.radius_m IS NULL)
+                      OR EXISTS (SELECT 1 FROM unnest(w.katotth_prefixes) AS x WHERE starts_with(p.katotth, x))
+                      OR (w.radius_m IS NOT NULL AND 2 * 6371008.8 * asin(sqrt(
+                              power(sin(radians(p.lat - w.lat) / 2), 2)
+                              + cos(radians(w.lat)) * cos(radians(p.lat)) * power(sin(radians(p.lon - w.lon) / 2), 2)
+                          )) <= w.radius_m))),
+           queued AS (
+               INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body)
+               SELECT gen_random_uuid(), id, $2, $3, $4 FROM matched
+               ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING 1)
+           SELECT EXISTS (SELECT 1 FROM webhook_points WHERE point_id = $1) AS known,
+                  (SELECT count(*) FROM queued) AS queued""",
+        point_id,
+        event_id,
+        event_type,
+        body,
+    )
+    return row["known"], row["queued"]
+
+
+async def insert_delivery(
+    conn: asyncpg.Connection, *, id: UUID, webhook_id: UUID, event_id: str, event_type: str, body: str
+) -> None:
+    """Queue one delivery; an event already queued for the webhook is left as it is."""
+    await conn.execute(
+        """INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (webhook_id, event_id) DO NOTHING""",
+        id,
+        webhook_id,
+        event_id,
+        event_type,
+        body,
+    )
+
+
+async def wait_for_point(
+    conn: asyncpg.Connection, *, point_id: UUID, event_id: str, event_type: str, body: str
+) -> None:
+    """Keep a status event until its point is known."""
+    await conn.execute(
+        """INSERT INTO webhook_waiting_events (event_id, point_id, event_type, body) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (event_id) DO NOTHING""",
+        event_id,
+        point_id,
+        event_type,
+        body,
+    )
+
+
+async def take_waiting_events(conn: asyncpg.Connection, point_id: UUID) -> list[asyncpg.Record]:
+    """The status events kept for a point, removed (in the caller's transaction), oldest first."""
+    return await conn.fetch(
+        """DELETE FROM webhook_waiting_events WHERE point_id = $1
+           RETURNING event_id, event_type, body, created_at""",
+        point_id,
+    )
+
+
+async def count_webhooks(conn: asyncpg.Connection, owner: str) -> int:
+    """How many endpoints an integrator has."""
+    return await conn.fetchval("SELECT count(*) FROM webhooks WHERE owner = $1", owner)
+
+
+async def insert_webhook(
+    conn: asyncpg.Connection,
+    *,
+    id: UUID,
+    owner: str,
+    url: str,
+    description: str | None,
+    secret: str,
+    event_types: list[str],
+    katotth_prefixes: list[str],
+    lat: float | None,
+    lon: float | None,
+    radius_m: int | None,
+) -> asyncpg.Record:
+    """Register an endpoint."""
+    return await conn.fetchrow(
+        f"""INSERT INTO webhooks (id, owner, url, description, secret, event_types, katotth_prefixes, lat, lon,
+               radius_m) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {WEBHOOK_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
+        id,
+        owner,
+        url,
+        description,
+        secret,
+        event_types,
+        katotth_prefixes,
+        lat,
+        lon,
+        radius_m,
+    )
+
+
+async def list_webhooks(pool: asyncpg.Pool, owner: str) -> list[asyncpg.Record]:
+    """An integrator's endpoints, oldest first."""
+    async with db.connection(pool) as conn:
+        return await conn.fetch(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE owner = $1 ORDER BY created_at, id",  # noqa: S608 -- constant names and fragments only; values are parameters
+            owner,
+        )
+
+
+async def get_webhook(pool: asyncpg.Pool, *, owner: str, webhook_id: UUID) -> asyncpg.Record | None:
+    """One of the integrator's endpoints."""
+    async with db.connection(pool) as conn:
+        return await conn.fetchrow(
+            f"SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE owner = $1 AND id = $2",  # noqa: S608 -- constant names and fragments only; values are parameters
+            owner,
+            webhook_id,
+        )
+
+
+async def set_webhook_enabled(
+    pool: asyncpg.Pool, *, owner: str, webhook_id: UUID, enabled: bool
+) -> asyncpg.Record | None:
+    """Switch one of the integrator's endpoints on or off."""
+    async with db.connection(pool) as conn:
+        return await conn.fetchrow(
+            f"""UPDATE webhooks SET enabled = $3, updated_at = now() WHERE owner = $1 AND id = $2
+                RETURNING {WEBHOOK_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
+            owner,
+            webhook_id,
+            enabled,
+        )
+
+
+async def delete_webhook(pool: asyncpg.Pool, *, owner: str, webhook_id: UUID) -> bool:
+    """Remove one of the integrator's endpoints and its deliveries; False if it has none of that id."""
+    async with db.connection(pool) as conn:
+        status = await conn.execute("DELETE FROM webhooks WHERE owner = $1 AND id = $2", owner, webhook_id)
+    return status != "DELETE 0"
+
+
+async def list_deliveries(
+    pool: asyncpg.Pool, *, webhook_id: UUID, state: str | None, after_seq: int, limit: int
+) -> list[asyncpg.Record]:
+    """An endpoint's deliveries in the order they were queued, one page."""
+    async with db.connection(pool) as conn:
+        return await conn.fetch(
+            f"""SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+                WHERE webhook_id = $1 AND seq > $2 AND ($3::text IS NULL OR state = $3)
+                ORDER BY seq LIMIT $4""",  # noqa: S608 -- constant names and fragments only; values are parameters
+            webhook_id,
+            after_seq,
+            state,
+            limit,
+        )
+
+
+async def replay_delivery(pool: asyncpg.Pool, *, webhook_id: UUID, delivery_id: UUID) -> asyncpg.Record | None:
+    """Send a delivery again from its first attempt, whatever its state; None if the endpoint has no such one."""
+    async with db.connection(pool) as conn:
+        return await conn.fetchrow(
+            f"""UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now(),
+                    last_error = NULL WHERE webhook_id = $1 AND id = $2 RETURNING {DELIVERY_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
+            webhook_id,
+            delivery_id,
+        )
+
+
+async def replay_dead_deliveries(pool: asyncpg.Pool, *, webhook_id: UUID) -> int:
+    """Send every dead delivery of an endpoint again; how many."""
+    async with db.connection(pool) as conn:
+        status = await conn.execute(
+            """UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now(),
+                   last_error = NULL WHERE webhook_id = $1 AND state = 'dead'""",
+            webhook_id,
+        )
+    return int(status.split()[-1])
+
+
+async def claim_due_deliveries(pool: asyncpg.Pool, *, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    """Due deliveries of enabled endpoints, leased for lease_s so no other replica sends them meanwhile."""
+    # The lease moves next_attempt_at: a replica that dies mid-send leaves them due again once it runs out.
+    async with db.connection(pool) as conn:
+        return await conn.fetch(
+            """WITH due AS (
+                   SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+                   WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND w.enabled
+                   ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
+               UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+               FROM due, webhooks w WHERE d.id = due.id AND w.id = d.webhook_id
+               RETURNING d.id, d.body, d.attempts, w.url, w.secret""",
+            limit,
+            lease_s,
+        )
+
+
+async def record_attempts(
+    pool: asyncpg.Pool,
+    *,
+    delivered: list[tuple[UUID, int]],
+    failed: list[tuple[UUID, int | None, str, float | None]],
+) -> None:
+    """Record a batch's outcomes: (id, status) delivered; (id, status, error, retry in s or None for dead) failed."""
+    async with db.connection(pool) as conn, conn.transaction():
+        if delivered:
+            await conn.executemany(
+                """UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, last_status = $2,
+                       last_error = NULL, delivered_at = now() WHERE id = $1 AND state = 'pending'""",
+                delivered,
+            )
+        if failed:
+            await conn.executemany(
+                """UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3,
+                       state = CASE WHEN $4::float8 IS NULL THEN 'dead' ELSE 'pending' END,
+                       next_attempt_at = now() + make_interval(secs => coalesce($4::float8, 0))
+                   WHERE id = $1 AND state = 'pending'""",
+                failed,
+            )
+
+
+async def prune_deliveries(pool: asyncpg.Pool, *, older_than_s: float, batch: int) -> int:
+    """Forget delivered and dead deliveries queued more than older_than_s ago, batch rows per statement; how many."""
+    removed = 0
+    while True:
+        async with db.connection(pool) as conn:
+            status = await conn.execute(
+                """DELETE FROM webhook_deliveries WHERE id IN (
+                       SELECT id FROM webhook_deliveries
+                       WHERE state <> 'pending' AND created_at < now() - make_interval(secs => $1) LIMIT $2)""",
+                older_than_s,
+                batch,
+            )
+            # Events about a point that never arrived.
+            await conn.execute(
+                "DELETE FROM webhook_waiting_events WHERE created_at < now() - make_interval(secs => $1)", older_than_s
+            )
+        count = int(status.split()[-1])
+        removed += count
+        if count < batch:
+            return removed

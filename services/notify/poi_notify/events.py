@@ -1,10 +1,13 @@
 """Status events in: each is recorded exactly once, however often it is delivered."""
 
+from collections.abc import Callable
+
 import asyncpg
 
 from poi_notify import data
 from poi_notify.alerts import service as alerts
 from poi_notify.alerts.templates import LOW_FUEL, STALE
+from poi_notify.webhooks import service as webhooks_service
 from poi_shared import db, inbox
 from poi_shared.contracts import STATUS_LOW_FUEL, STATUS_STALE, PointState, StatusState
 from poi_shared.envelope import Event
@@ -58,3 +61,31 @@ async def handle_alert_event(pool: asyncpg.Pool, event: Event) -> None:
         if not await inbox.claim(conn, consumer=STATUS_ALERTS_CONSUMER, event_id=event.id):
             return
         await alerts.observe_status(conn, status, ops=_OPS_NEWS.get(event.type))
+
+
+# --- Webhooks: points learnt from registry events, status events turned into deliveries ---
+
+POINTS_WEBHOOKS_CONSUMER = "notify-webhooks-points"
+STATUS_WEBHOOKS_CONSUMER = "notify-webhooks"
+
+
+async def handle_point_event_for_webhooks(pool: asyncpg.Pool, event: Event) -> None:
+    """Remember the point's area and visibility; a repeat or an older version changes nothing."""
+    point = event.data
+    assert isinstance(point, PointState)
+    async with db.connection(pool) as conn, conn.transaction():
+        if not await inbox.claim(conn, consumer=POINTS_WEBHOOKS_CONSUMER, event_id=event.id):
+            return
+        await webhooks_service.learn_point(conn, point)
+
+
+async def handle_status_event_for_webhooks(
+    pool: asyncpg.Pool, event: Event, *, queued: Callable[[], None] = lambda: None
+) -> None:
+    """Queue a delivery for each matching webhook in the same transaction as the inbox claim; then wake the sender."""
+    async with db.connection(pool) as conn, conn.transaction():
+        if not await inbox.claim(conn, consumer=STATUS_WEBHOOKS_CONSUMER, event_id=event.id):
+            return
+        planned = await webhooks_service.plan_deliveries(conn, event)
+    if planned:
+        queued()

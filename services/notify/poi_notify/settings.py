@@ -76,3 +76,30 @@ class NotifySettings(DatabaseServiceSettings):
     alert_plan_batch: int = Field(default=5000, ge=1, le=50_000)
     alert_flush_interval_s: float = Field(default=2.0, gt=0)
     alert_flush_batch: int = Field(default=2000, ge=1, le=50_000)
+
+    # --- Webhooks for integrators (N3) ---
+    # Development and tests only: also allow http:// and loopback addresses (never private or link-local ones).
+    webhook_allow_loopback_http: bool = False
+    # The whole of one delivery (connect, TLS, send, status line, capped body) must finish within this.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Attempts before a delivery is dead-lettered; waits between them double from initial up to max (with jitter).
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_retry_initial_s: float = Field(default=30.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    # Due deliveries one pass claims, how many are in flight at once, how often an idle loop looks again.
+    webhook_batch: int = Field(default=100, ge=1, le=1000)
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_poll_s: float = Field(default=1.0, gt=0)
+    # Only the status code counts; at most this much of a response body is read before the connection is dropped.
+    webhook_response_max_bytes: int = Field(default=4096, ge=0, le=1_048_576)
+    webhook_max_per_owner: int = Field(default=20, ge=1)
+    webhook_max_radius_m: int = Field(default=200_000, ge=1)
+    # Delivered and dead deliveries are forgotten this long after they were queued (dead ones can be replayed until).
+    webhook_retention_s: float = Field(default=30 * 24 * 3600.0, ge=3600)
+
+    # --- SMS lookup (N3) ---
+    # The search service lookups ask (nearest and text search).
+    search_url: str = "http://127.0.0.1:8003"
+    search_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    # How far from the place found a lookup looks for open points.
+    lookup_radius_km: float = Field(default=25.0, gt=0, le=100)

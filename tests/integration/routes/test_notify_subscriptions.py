@@ -281,12 +281,14 @@ def test_stop_by_sms_ends_everything_and_start_resumes(
     assert notify_client.get(f"/v1/subscriptions/{accepted['id']}").json()["state"] == "active"
 
 
-def test_anything_else_gets_a_short_help_limited_per_number(
+def test_anything_else_is_a_lookup_answered_even_without_search_and_limited_per_number(
     notify_client: TestClient, database_urls: dict[str, str]
 ) -> None:
     e164 = new_number()
-    assert text_in(notify_client, e164, "Where can I charge my phone?") == "help"
-    assert messages(database_urls, e164)[-1]["body"].startswith("Points of Invincibility: text a town")
+    # No search service listens for this app: the resident still gets a reply saying so, not silence.
+    assert text_in(notify_client, e164, "Where can I charge my phone?") == "lookup"
+    reply = messages(database_urls, e164)[-1]
+    assert reply["kind"] == "lookup" and reply["body"]
     for _ in range(9):
         text_in(notify_client, e164, "hello?")
     assert text_in(notify_client, e164, "hello?") == "quiet"

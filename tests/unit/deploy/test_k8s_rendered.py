@@ -111,7 +111,8 @@ def scaled_objects_by_target(docs: list[Doc]) -> dict[str, Doc]:
 
 
 def durable_consumers() -> dict[str, dict[str, contracts.StreamSpec]]:
-    """Each service's durable consumers in the code (events.<STREAM>_CONSUMER or <STREAM>_<PURPOSE>_CONSUMER)."""
+    """Each service's durable consumers in the code (events.<STREAM>_CONSUMER or <STREAM>_<PURPOSE>_CONSUMER, e.g.
+    STATUS_WEBHOOKS_CONSUMER), with the stream each reads."""
     consumers: dict[str, dict[str, contracts.StreamSpec]] = {}
     for svc in SERVICES:
         try:
@@ -120,10 +121,14 @@ def durable_consumers() -> dict[str, dict[str, contracts.StreamSpec]]:
             continue
         for attr, value in vars(events).items():
             if attr.endswith("_CONSUMER") and isinstance(value, str):
-                stream = getattr(contracts, attr.removesuffix("_CONSUMER"), None) or getattr(
-                    contracts, attr.split("_")[0], None
+                words = attr.removesuffix("_CONSUMER").split("_")
+                prefixes = ("_".join(words[:n]) for n in range(len(words), 0, -1))
+                stream = next(
+                    (s for p in prefixes if isinstance(s := getattr(contracts, p, None), contracts.StreamSpec)), None
                 )
-                assert isinstance(stream, contracts.StreamSpec), f"poi_{svc}.events.{attr}: name it <STREAM>_CONSUMER"
+                assert stream is not None, (
+                    f"poi_{svc}.events.{attr}: name it <STREAM>_CONSUMER or <STREAM>_<PURPOSE>_CONSUMER"
+                )
                 consumers.setdefault(svc, {})[value] = stream
     return consumers
 

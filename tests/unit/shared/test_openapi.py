@@ -81,6 +81,14 @@ EXPECTED_SECURITY = {
     ("notify", "POST /v1/contacts"): REQUIRED,
     ("notify", "GET /v1/contacts"): REQUIRED,
     ("notify", "DELETE /v1/contacts/{contact_id}"): REQUIRED,
+    ("notify", "POST /v1/webhooks"): REQUIRED,
+    ("notify", "GET /v1/webhooks"): REQUIRED,
+    ("notify", "GET /v1/webhooks/{webhook_id}"): REQUIRED,
+    ("notify", "PATCH /v1/webhooks/{webhook_id}"): REQUIRED,
+    ("notify", "DELETE /v1/webhooks/{webhook_id}"): REQUIRED,
+    ("notify", "GET /v1/webhooks/{webhook_id}/deliveries"): REQUIRED,
+    ("notify", "POST /v1/webhooks/{webhook_id}/deliveries/replay-dead-letters"): REQUIRED,
+    ("notify", "POST /v1/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"): REQUIRED,
     **{(service, "GET /readyz"): PUBLIC for service in FACTORIES},
 }
 PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

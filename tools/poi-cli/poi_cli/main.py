@@ -101,6 +101,8 @@ def run(
         secret = stack.auth_secret(data_dir)
         for service, port in service_ports.items():
             env = stack.service_env(service, infra, database_urls, namespace=namespace, secret=secret)
+            if service == "notify" and "search" in service_ports:  # SMS lookups ask this stack's search
+                env.setdefault("POI_NOTIFY_SEARCH_URL", f"http://127.0.0.1:{service_ports['search']}")
             log = data_dir / "logs" / f"{service}.log"
             supervisor.start_service(service, log, partial(stack.start_service, service, port, env, log))
         stack.wait_ready(service_ports, supervisor.processes(), ready_timeout)

@@ -1,4 +1,4 @@
-"""SMS from residents (through Kannel's sms-service): STOP, START, a confirmation code, or anything else."""
+"""SMS from residents (through Kannel's sms-service): STOP, START, a confirmation code, or a place to look up."""
 
 import logging
 import re
@@ -6,9 +6,11 @@ import uuid
 from typing import Literal
 
 import asyncpg
+import httpx
 import redis.asyncio as redis
 
 from poi_notify import data, throttle
+from poi_notify.lookup import service as lookup
 from poi_notify.phones.service import mask
 from poi_notify.settings import NotifySettings
 from poi_notify.sms import replies
@@ -23,7 +25,7 @@ HOUR_S = 3600
 STOP_WORDS = frozenset({"STOP", "STOP ALL", "STOPALL", "СТОП", "UNSUBSCRIBE", "ВІДПИСАТИСЯ", "ВІДПИСКА"})
 START_WORDS = frozenset({"START", "СТАРТ", "UNSTOP"})
 CODE = re.compile(r"[0-9]{6}")
-Handled = Literal["stop", "start", "code", "help", "quiet"]
+Handled = Literal["stop", "start", "code", "lookup", "quiet"]
 
 
 def keyword(text: str) -> str:
@@ -39,13 +41,14 @@ def language_of(text: str) -> str:
 async def handle(
     pool: asyncpg.Pool,
     cache: redis.Redis,
+    http: httpx.AsyncClient,
     settings: NotifySettings,
     *,
     phone_hash: str,
     e164: str,
     text: str,
 ) -> Handled:
-    """Act on one inbound SMS and queue the reply (at most one)."""
+    """Act on one inbound SMS and queue its replies: keywords and codes at once, anything else as a lookup."""
     word = keyword(text)
     async with db.connection(pool) as conn, conn.transaction():
         await data.ensure_phone(conn, phone_hash=phone_hash, e164=e164, language=language_of(text), latin=False)
@@ -67,19 +70,27 @@ async def handle(
                 log.info("START from %s", mask(e164))
             return "start"
         if number["stopped_at"] is not None:
-            return "quiet"  # a stopped number gets nothing, not even help, until it sends START
+            return "quiet"  # a stopped number gets nothing, not even an answer, until it sends START
         if CODE.fullmatch(word):
             redeemed = await subscriptions.redeem(conn, settings, phone_hash=phone_hash, code=word)
             if redeemed.purpose is not None:
                 return "code"
-            answer = "wrong_code"
-        else:
-            answer = "help"
-        # Help and wrong-code answers are limited per number: a loop with another robot must not cost much.
+        # Lookups and wrong-code answers are limited per number: a loop with another robot must not cost much.
         if not await _may_reply(cache, settings, phone_hash):
             return "quiet"
-        await _reply(conn, phone_hash, answer, language, dedup=f"{answer}:{phone_hash}:{uuid.uuid4()}")
-        return "code" if answer == "wrong_code" else "help"
+        if CODE.fullmatch(word):
+            await _reply(conn, phone_hash, "wrong_code", language, dedup=f"wrong_code:{phone_hash}:{uuid.uuid4()}")
+            return "code"
+    # Anything else names a place: search is asked over HTTP outside any transaction, then the replies are queued
+    # (an unknown place, or search not answering, gets a helpful reply rather than silence).
+    bodies = await lookup.answer(http, settings, text=text, language=language)
+    request_id = uuid.uuid4()
+    async with db.connection(pool) as conn, conn.transaction():
+        for n, body in enumerate(bodies):
+            await sms.enqueue(
+                conn, phone_hash=phone_hash, kind="lookup", body=body, dedup_key=f"lookup:{phone_hash}:{request_id}:{n}"
+            )
+    return "lookup"
 
 
 async def _may_reply(cache: redis.Redis, settings: NotifySettings, phone_hash: str) -> bool:

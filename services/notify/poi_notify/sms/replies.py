@@ -29,10 +29,6 @@ TEXTS = {
         "uk": "Код невірний або застарів. Запросіть новий на сайті",
         "en": "Wrong or expired code. Ask for a new one on the website.",
     },
-    "help": {
-        "uk": "Пункти незламності. Надішліть місто й вулицю. СТОП - вимкнути",
-        "en": "Points of Invincibility: text a town and street. STOP to end SMS",
-    },
 }
 
 

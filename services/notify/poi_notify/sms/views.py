@@ -31,7 +31,7 @@ Token = Annotated[
 class InboundHandled(BaseModel):
     """What notify did with an inbound SMS; any reply goes out through the outbox, not in this answer."""
 
-    handled: Literal["stop", "start", "code", "help", "quiet", "ignored"]
+    handled: Literal["stop", "start", "code", "lookup", "quiet", "ignored"]
 
 
 class ReportRecorded(BaseModel):
@@ -71,7 +71,7 @@ async def inbound_sms(
     text: Annotated[Text, Query(max_length=1600, description="The message (Kannel's %a).")] = "",
     token: Token = None,
 ) -> InboundHandled:
-    """STOP / СТОП stops every SMS to the number, START resumes them, a 6-digit code confirms; else a short help."""
+    """STOP / СТОП stops every SMS to the number, START resumes them, a 6-digit code confirms; else a place lookup."""
     _gateway_only(request, token)
     settings: NotifySettings = request.app.state.settings
     assert settings.phone_key is not None
@@ -82,6 +82,7 @@ async def inbound_sms(
     handled = await inbound.handle(
         request.app.state.pool,
         request.app.state.redis,
+        request.app.state.search_http,
         settings,
         phone_hash=phone_hash(settings.phone_key, e164),
         e164=e164,

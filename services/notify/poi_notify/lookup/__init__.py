@@ -1,0 +1,1 @@
+"""SMS lookup: a place and a service word in, the nearest open points out."""

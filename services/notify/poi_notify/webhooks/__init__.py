@@ -1,0 +1,1 @@
+"""Signed webhooks for integrators: endpoints, filters, deliveries with retries, dead letters and replay."""
