@@ -179,6 +179,7 @@ class Supervisor:
                 batch=settings.outbox_batch,
                 batch_timeout_s=settings.outbox_batch_timeout_s,
                 publish_timeout_s=settings.publish_timeout_s,
+                poll_s=settings.outbox_poll_s,
                 linger_s=settings.outbox_linger_s,
             ),
         )

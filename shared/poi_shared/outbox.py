@@ -14,12 +14,20 @@ from poi_shared.envelope import OutgoingMessage
 from poi_shared.jetstream import publish
 
 log = logging.getLogger(__name__)
-NOTIFY_CHANNEL = "poi_outbox"
 # One relay publishes at a time per service database, so each subject keeps its order. It holds this session-level
 # advisory lock on its own connection, never a transaction across publishing: inserts, vacuum and the other
-# replicas' relays are not held up by a slow broker. Giving the connection back to the pool releases the lock (and
-# unlistens): asyncpg resets a connection on release, and the server drops both when the connection dies.
+# replicas' relays are not held up by a slow broker. Giving the connection back to the pool releases the lock:
+# asyncpg resets a connection on release, and the server drops it when the connection dies.
 RELAY_LOCK_KEY = 0x0B0C5
+# The wake-up events of the relays running in this process (see committed). Not NOTIFY: PostgreSQL queues
+# notifications under one global lock taken at commit, which serialised every transaction that wrote an event.
+_relays_to_wake: set[asyncio.Event] = set()
+
+
+def committed() -> None:
+    """Wake this process's relays: call it after committing outbox rows (relays elsewhere find them by polling)."""
+    for wake in _relays_to_wake:
+        wake.set()
 
 
 async def enqueue(conn: asyncpg.Connection, message: OutgoingMessage) -> None:
@@ -134,28 +142,25 @@ async def run_relay(
     batch: int = 500,
     batch_timeout_s: float = 10.0,
     publish_timeout_s: float = 5.0,
-    idle_s: float = 1.0,
+    poll_s: float = 0.05,
     linger_s: float = 0.01,
 ) -> None:
-    """Publish the outbox until stop is set: woken by NOTIFY, polling as a fallback; one relay per database.
+    """Publish the outbox until stop is set: woken by committed() in this process, else polling every poll_s (for
+    rows committed by other processes and replicas); one relay per database.
 
     Woken, it lingers linger_s before reading, so that rows committed together make one batch: under steady load
-    every insert notifies, and a batch per notification costs a read (often empty) and a delete per message.
+    every commit wakes it, and a batch per wake-up costs a read (often empty) and a delete per message.
     """
     wake = asyncio.Event()
-
-    def on_notify(*_: object) -> None:
-        wake.set()
-
+    _relays_to_wake.add(wake)
     backoff = 0.1
-    while not stop.is_set():
-        try:
-            async with db.connection(pool) as conn:
-                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
-                    await _wait_any(stop, stop, idle_s)  # another replica relays; take over if it goes away
-                    continue
-                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
-                try:
+    try:
+        while not stop.is_set():
+            try:
+                async with db.connection(pool) as conn:
+                    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
+                        await _wait_any(stop, stop, max(poll_s, 1.0))  # another replica relays: take over if it stops
+                        continue
                     while not stop.is_set():
                         wake.clear()
                         sent = await _relay_batch(
@@ -163,16 +168,15 @@ async def run_relay(
                         )
                         backoff = 0.1
                         if sent < batch:
-                            await _wait_any(wake, stop, idle_s)
-                            if linger_s:
+                            await _wait_any(wake, stop, poll_s)
+                            if wake.is_set() and linger_s:
                                 await _wait_any(stop, stop, linger_s)
-                finally:
-                    if not conn.is_closed():
-                        await conn.remove_listener(NOTIFY_CHANNEL, on_notify)
-        except Exception as exc:
-            log.warning("outbox relay retrying in %.1fs: %r", backoff, exc)
-            await _wait_any(stop, stop, backoff)
-            backoff = min(backoff * 2, 5.0)
+            except Exception as exc:
+                log.warning("outbox relay retrying in %.1fs: %r", backoff, exc)
+                await _wait_any(stop, stop, backoff)
+                backoff = min(backoff * 2, 5.0)
+    finally:
+        _relays_to_wake.discard(wake)
 
 
 async def _wait_any(first: asyncio.Event, second: asyncio.Event, seconds: float) -> None:

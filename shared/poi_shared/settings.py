@@ -46,6 +46,9 @@ class DatabaseServiceSettings(ServiceSettings):
     # Woken by a commit, the relay waits this long for more before it reads a batch: a few milliseconds of latency
     # buy batches of many messages under load instead of a read and a delete per message.
     outbox_linger_s: float = Field(default=0.01, ge=0, le=1)
+    # A relay is woken at once by commits in its own process; rows committed by other processes (another replica,
+    # or the API when the relay runs on its own) wait at most this long before it reads them.
+    outbox_poll_s: float = Field(default=0.05, gt=0, le=5)
     # Inbox rows must outlive every redelivery or republish of their event. The broker de-duplicates only within
     # its 2-minute window, but a relay that could not delete what it published (database down right after the
     # broker acked) publishes again once the database is back, which can be hours later; a week covers that.

@@ -197,3 +197,57 @@ async def nc_stream_info(infra: stack.Infrastructure, namespace: str, subject: s
         return await conn.jetstream().stream_info(STATUS.stream_name(namespace), subjects_filter=subject)
     finally:
         await conn.close()
+
+
+async def test_commits_do_not_notify(shared_db: asyncpg.Pool) -> None:
+    # A NOTIFY at commit takes PostgreSQL's global notify-queue lock: every committing writer would queue on it.
+    assert await shared_db.fetchval("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'outbox'::regclass") == 0
+
+
+async def test_relay_is_woken_in_process_and_polls_for_rows_committed_elsewhere(
+    shared_db: asyncpg.Pool, nc: NATS, namespace: str
+) -> None:
+    js = nc.jetstream()
+    point_id = uuid.uuid4()
+    messages = [status_message(namespace, point_id, v) for v in range(1, 5)]
+    stop = asyncio.Event()
+    woken = asyncio.create_task(outbox.run_relay(shared_db, js, stop=stop, poll_s=3600))
+    try:
+        # Woken by committed(): it never polls in this test's lifetime.
+        async with asyncio.timeout(30):
+            while not await shared_db.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                outbox.RELAY_LOCK_KEY,
+            ):
+                await asyncio.sleep(0.05)
+        async with shared_db.acquire() as conn, conn.transaction():
+            await outbox.enqueue(conn, messages[0])
+        outbox.committed()
+        async with asyncio.timeout(30):
+            while await shared_db.fetchval("SELECT count(*) FROM outbox"):
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(woken, 10)
+
+    # Committed by another process (nothing wakes this one): found by polling.
+    stop = asyncio.Event()
+    polling = asyncio.create_task(outbox.run_relay(shared_db, js, stop=stop, poll_s=0.05))
+    try:
+        async with asyncio.timeout(30):
+            while await shared_db.fetchval("SELECT count(*) FROM outbox"):
+                await asyncio.sleep(0.05)
+        async with shared_db.acquire() as conn, conn.transaction():
+            for m in messages[1:]:
+                await outbox.enqueue(conn, m)
+        async with asyncio.timeout(30):
+            while await shared_db.fetchval("SELECT count(*) FROM outbox"):
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(polling, 10)
+
+    sub = await js.pull_subscribe(STATUS.subject(namespace, str(point_id)), stream=STATUS.stream_name(namespace))
+    received = await sub.fetch(4, timeout=5)
+    assert [m.headers["ce-id"] for m in received if m.headers] == [m.event_id for m in messages]

@@ -29,7 +29,7 @@ from poi_shared import db
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import POINT_REGISTERED, POINT_UPDATED
 from poi_shared.envelope import OutgoingMessage
-from poi_shared.outbox import enqueue_many
+from poi_shared.outbox import committed, enqueue_many
 
 MAX_LISTED_ERRORS = 1000
 REGISTRY_CODE = re.compile(r"^\d{2}-\d{6,}$")
@@ -203,6 +203,7 @@ async def import_points(
         )
         await enqueue_many(conn, messages)
         await data.insert_history(conn, entries)
+    committed()
     return _report(prepared, stored=True, created=len(created), updated=len(after))
 
 

@@ -8,7 +8,7 @@ import asyncpg
 from poi_registry import data, events
 from poi_registry.oblasts.extents import extents
 from poi_registry.points.service import NotAllowed, history_entry, stored_point
-from poi_shared import db
+from poi_shared import db, outbox
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import POINT_UPDATED, Visibility
 
@@ -81,6 +81,8 @@ async def apply_oblast_policy(
                 ]
             ]
             await data.insert_history(conn, entries)
+        if rows:
+            outbox.committed()
         changed += len(rows)
         if len(rows) < batch_size:
             return changed

@@ -22,7 +22,7 @@ from poi_registry.points.models import (
     PublicPoint,
     StoredPoint,
 )
-from poi_shared import db
+from poi_shared import db, outbox
 from poi_shared.auth import Principal, Role
 from poi_shared.contracts import POINT_REGISTERED, POINT_RESTORED, POINT_RETIRED, POINT_UPDATED, Visibility
 from poi_shared.visibility import public_place
@@ -190,6 +190,7 @@ async def register_point(
             await data.store_idempotent_response(
                 conn, subject=caller.subject, key=idempotency_key, response=point.model_dump_json()
             )
+    outbox.committed()
     return point, False
 
 
@@ -259,6 +260,7 @@ async def update_point(
         await events.emit(conn, namespace=namespace, event_type=POINT_UPDATED, point=new)
         diff = differences(point, new, {*changed, "effective_visibility"})
         await data.insert_history(conn, [history_entry(new, action="updated", changed_by=caller.subject, changes=diff)])
+    outbox.committed()
     return new
 
 
@@ -285,6 +287,7 @@ async def set_retired(
         change = {"field": "retired", "old": not retired, "new": retired}
         entry = history_entry(new, action=action, changed_by=caller.subject, changes=[change])
         await data.insert_history(conn, [entry])
+    outbox.committed()
     return new
 
 

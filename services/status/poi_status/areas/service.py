@@ -16,7 +16,7 @@ from poi_shared import db
 from poi_shared.auth import Principal
 from poi_shared.contracts import AreaAction, AreaActivation, OpenState, PointCategory, StatusCause
 from poi_shared.envelope import OutgoingMessage
-from poi_shared.outbox import enqueue_many
+from poi_shared.outbox import committed, enqueue_many
 from poi_status import cache, data, events
 from poi_status.settings import StatusSettings
 
@@ -101,5 +101,7 @@ async def switch_areas(
                 event_id = message.event_id
             results.append(AreaResult(prefix, in_area.get(prefix, 0), changed, event_id))
         await enqueue_many(conn, messages)
+    if messages:
+        committed()
     await cache.cache_committed(redis_client, settings.namespace, states, expires_at=known_at + settings.cache_ttl_s)
     return results

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 
 from poi_shared import db
 from poi_shared.contracts import PointCategory
-from poi_shared.outbox import enqueue_many
+from poi_shared.outbox import committed, enqueue_many
 from poi_status import cache, data, events
 from poi_status.settings import StatusSettings
 
@@ -30,6 +30,8 @@ async def downgrade_stale(pool: asyncpg.Pool, redis_client: redis.Redis, *, sett
             rows = await data.downgrade_stale(conn, now=datetime.now(UTC), after_s=after_s, batch=settings.stale_batch)
             states = [events.status_state(r) for r in rows]
             await enqueue_many(conn, [events.stale_message(settings.namespace, s) for s in states])
+        if states:
+            committed()
         await cache.cache_committed(
             redis_client, settings.namespace, states, expires_at=known_at + settings.cache_ttl_s
         )

@@ -24,7 +24,7 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as redis
 
-from poi_shared import db
+from poi_shared import db, outbox
 from poi_shared.auth import Principal
 from poi_shared.contracts import OpenState, StatusState
 from poi_status import cache, data, events
@@ -147,6 +147,8 @@ async def record_report(
                 break
         else:
             raise Contended(f"point {point_id}'s status kept changing while this report was written; send it again")
+    if messages:
+        outbox.committed()
     await cache.cache_committed(redis_client, settings.namespace, [state], expires_at=known_at + settings.cache_ttl_s)
     return Recorded(state, replayed=False)
 
