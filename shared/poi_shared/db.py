@@ -16,6 +16,8 @@ SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x0B0C6
 CONNECT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
 DEFAULT_ACQUIRE_TIMEOUT_S = 5.0
+# Server process ids of pooled connections that took session state (see holds_session_state).
+_with_session_state: set[int] = set()
 
 
 class Pool(asyncpg.Pool):
@@ -65,7 +67,7 @@ async def create_pool(
                 connect=None,
                 setup=None,
                 init=None,
-                reset=None,
+                reset=_reset_if_needed,
                 loop=None,
                 command_timeout=30,
                 timeout=5,
@@ -73,6 +75,25 @@ async def create_pool(
             await pool
             return pool
     raise AssertionError("unreachable")
+
+
+def holds_session_state(conn: asyncpg.Connection) -> None:
+    """Say, before taking it, that a pooled connection takes session state (a session advisory lock, SET, LISTEN):
+    it is reset when given back to the pool. Nothing else is: statements keep their state in their transaction."""
+    _with_session_state.add(conn.get_server_pid())
+
+
+async def _reset_if_needed(conn: asyncpg.Connection) -> None:
+    """Reset a connection given back to the pool only if it took session state.
+
+    asyncpg's default reset (unlock advisory locks, close cursors, unlisten, reset settings) is one more round trip
+    per use of a connection; a status report is otherwise two. asyncpg rolls back an open transaction and drops
+    listener callbacks itself before calling this.
+    """
+    pid = conn.get_server_pid()
+    if pid in _with_session_state:
+        _with_session_state.discard(pid)
+        await conn.execute(conn.get_reset_query())
 
 
 @asynccontextmanager

@@ -16,8 +16,8 @@ from poi_shared.jetstream import publish
 log = logging.getLogger(__name__)
 # One relay publishes at a time per service database, so each subject keeps its order. It holds this session-level
 # advisory lock on its own connection, never a transaction across publishing: inserts, vacuum and the other
-# replicas' relays are not held up by a slow broker. Giving the connection back to the pool releases the lock:
-# asyncpg resets a connection on release, and the server drops it when the connection dies.
+# replicas' relays are not held up by a slow broker. Giving the connection back to the pool releases the lock (the
+# relay marks it with db.holds_session_state, so the pool resets it), and the server drops it when the connection dies.
 RELAY_LOCK_KEY = 0x0B0C5
 # The wake-up events of the relays running in this process (see committed). Not NOTIFY: PostgreSQL queues
 # notifications under one global lock taken at commit, which serialised every transaction that wrote an event.
@@ -85,6 +85,7 @@ async def relay_once(
 ) -> int:
     """Publish one batch unless another relay is at work on this database; returns how many were acknowledged."""
     async with db.connection(pool) as conn:
+        db.holds_session_state(conn)
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
             return 0
         return await _relay_batch(
@@ -158,6 +159,7 @@ async def run_relay(
         while not stop.is_set():
             try:
                 async with db.connection(pool) as conn:
+                    db.holds_session_state(conn)
                     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_KEY):
                         await _wait_any(stop, stop, max(poll_s, 1.0))  # another replica relays: take over if it stops
                         continue

@@ -12,7 +12,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from poi_cli import stack
-from poi_shared import outbox
+from poi_shared import db, outbox
 from poi_shared.contracts import STATUS, STATUS_CHANGED, OpenState, StatusState
 from poi_shared.envelope import OutgoingMessage, build_message, parse_message
 from tests.support.tcp_proxy import TcpProxy
@@ -167,6 +167,7 @@ async def test_only_one_relay_works_a_database_at_a_time(shared_db: asyncpg.Pool
     messages = [status_message(namespace, point_id, v) for v in range(1, 21)]
     async with shared_db.acquire() as holder:
         # Another replica's relay is at work.
+        db.holds_session_state(holder)
         await holder.execute("SELECT pg_advisory_lock($1)", outbox.RELAY_LOCK_KEY)
         async with shared_db.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, messages[0])
