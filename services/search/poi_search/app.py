@@ -14,6 +14,7 @@ from poi_search import clients, data, events
 from poi_search.catalog import views as catalog_views
 from poi_search.catalog.readmodel import ReadModel
 from poi_search.changes import views as changes_views
+from poi_search.http import QuickRoutes
 from poi_search.keys import views as keys_views
 from poi_search.keys.service import KeyRing
 from poi_search.opendata import views as opendata_views
@@ -132,6 +133,8 @@ def create_app(settings: SearchSettings | None = None, *, untraced: tuple[str, .
     )
     # Inside the HTTP metrics (so refusals are counted), outside the routes: the last of the app's middleware.
     app.user_middleware.append(Middleware(clients.ClientLimits))
+    # Innermost, inside the limits: the hot reads' common case skips the router (see QuickRoutes).
+    app.user_middleware.append(Middleware(QuickRoutes, handlers=catalog_views.QUICK))
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -2,23 +2,28 @@
 
 The hot routes take the raw request and return pre-assembled bytes: FastAPI's per-parameter validation and its
 response serialisation cost more than the search itself. Query strings are still validated by a pydantic model
-(unknown parameters refused), and the model documents the parameters in OpenAPI.
+(unknown parameters refused), and the model documents the parameters in OpenAPI. The hottest (nearest) is answered
+by QuickRoutes in its common case, before the router; anything else reaches the route.
 """
 
 import copy
 import functools
 import gzip
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from poi_search.settings import SearchSettings
 
 M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
+JSON_BYTES = JSON.encode()
 RETRY_WHILE_LOADING_S = 2
 MESSAGES = {"extra_forbidden": "unknown parameter"}
 
@@ -93,6 +98,77 @@ def answer(
         body = gzip.compress(body, compresslevel=5, mtime=0)
         sent["Content-Encoding"] = "gzip"
     return Response(body, media_type=media_type, headers=sent)
+
+
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """An answer as ASGI messages take it: status, raw headers, body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def raw_answer(
+    scope: Scope, body: bytes, *, etag: str, max_age_s: int, data_age_s: float, gzip_min_bytes: int
+) -> RawAnswer:
+    """What answer() sends (same status, headers and body), built straight from the ASGI scope for the hot path."""
+    if_none_match = accept_encoding = None
+    for name, value in scope["headers"]:
+        if name == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+        elif name == b"accept-encoding":
+            accept_encoding = value
+    sent = [
+        (b"etag", etag.encode()),
+        (b"cache-control", b"public, max-age=%d" % max_age_s),
+        (b"vary", b"Accept-Encoding"),
+        (b"x-data-age", b"%d" % int(data_age_s)),
+    ]
+    if _matches(if_none_match, etag):
+        return RawAnswer(304, sent, b"")
+    if accept_encoding is not None and len(body) >= gzip_min_bytes and b"gzip" in accept_encoding:
+        body = gzip.compress(body, compresslevel=5, mtime=0)
+        sent.append((b"content-encoding", b"gzip"))
+    sent += [(b"content-length", b"%d" % len(body)), (b"content-type", JSON_BYTES)]
+    return RawAnswer(200, sent, body)
+
+
+QuickHandler = Callable[[Scope], RawAnswer | None]
+"""Answers a request from its scope alone, or None to leave it to the route."""
+
+
+class QuickRoutes:
+    """ASGI middleware answering the hottest GET routes without the router, FastAPI's parameters or a Response.
+
+    At spike load FastAPI's per-request machinery (routing, dependency solving, the exception and exit-stack
+    middleware) costs more than the search itself. A quick handler takes the common case only; for anything else
+    (an odd or bad query string, a replica still loading) it returns None and the route answers, with its own
+    validation and problem+json, so both paths give the same answers. The route stays what OpenAPI documents.
+    """
+
+    def __init__(self, app: ASGIApp, handlers: Mapping[str, QuickHandler]) -> None:
+        self.app = app
+        self.handlers = handlers
+        self._routes: dict[str, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "GET" else None
+        quick = handler(scope) if handler is not None else None
+        if quick is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self._route(scope)  # what the router would have set: metrics count under its template
+        await send({"type": "http.response.start", "status": quick.status, "headers": quick.headers})
+        await send({"type": "http.response.body", "body": quick.body})
+
+    def _route(self, scope: Scope) -> Any:
+        path = scope["path"]
+        route = self._routes.get(path)
+        if route is None:
+            route = next((r for r in scope["app"].routes if getattr(r, "path", None) == path), None)
+            self._routes[path] = route
+        return route
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

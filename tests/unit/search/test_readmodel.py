@@ -5,13 +5,14 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import orjson
 import pytest
 
 from poi_search.catalog import service
-from poi_search.catalog.models import BoxQuery, NearestQuery, TextQuery
+from poi_search.catalog.models import BoxQuery, NearestQuery, TextQuery, read_nearest
 from poi_search.catalog.readmodel import Box, Filters, ReadModel
 from poi_shared.contracts import (
     HostType,
@@ -301,3 +302,49 @@ def test_the_change_feed_pages_through_every_change_once_and_then_only_what_chan
         (str(points[1].id), True),
         (str(points[0].id), False),
     ]
+
+
+SCALARS = {"lat", "lon", "limit", "radius_km", "open_now", "free_places", "wheelchair", "mother_child", "power_on"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "lat=50.45&lon=30.52",
+        "lat=-0&lon=180&limit=50&radius_km=0.5",
+        "lat=50&lon=30&limit=10&radius_km=50&open_now=true&service=heat&service=charging",
+        "lat=50&lon=30&state=open&state=full&category=business&free_places=1&wheelchair=0&mother_child=false",
+        "lat=50&lon=30&power_on=true&&",
+    ],
+)
+def test_a_plain_nearest_query_is_read_as_the_model_reads_it(raw: str) -> None:
+    """The hot path's parser agrees with NearestQuery on every plain query string it accepts."""
+    quick = read_nearest(raw.encode())
+    assert quick is not None
+    model = NearestQuery.model_validate(
+        {k: v for k, v in parse_qs(raw).items()} | {k: v[0] for k, v in parse_qs(raw).items() if k in SCALARS}
+    )
+    assert {name: getattr(quick, name) for name in NearestQuery.model_fields} == model.model_dump()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "lat=50",  # lon missing
+        "lat=91&lon=30",
+        "lat=50&lon=30&lat=51",  # given twice
+        "lat=50&lon=30&bogus=1",
+        "lat=50&lon=30&open_now=yes",  # valid for the model, but not plain: the route reads it
+        "lat=5e1&lon=30",
+        "lat=nan&lon=30",
+        "lat=50&lon=30&limit=0",
+        "lat=50&lon=30&radius_km=0",
+        "lat=50&lon=30&service=cafe",
+        "lat=50&lon=30&service=h%65at",
+        "lat=+50&lon=30",
+        "lat&lon=30",
+    ],
+)
+def test_anything_but_a_plain_valid_nearest_query_is_left_to_the_model(raw: str) -> None:
+    """Odd spellings and bad values go to NearestQuery, which accepts or refuses them precisely."""
+    assert read_nearest(raw.encode()) is None

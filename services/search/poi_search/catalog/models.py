@@ -1,6 +1,7 @@
 """The query strings of nearest, map box and text search, and the answers they get (documented in OpenAPI)."""
 
 import re
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -82,6 +83,96 @@ class TextQuery(FilterQuery):
         default=None, pattern=KATOTTH_PREFIX_PATTERN, description="Only points whose KATOTTH code starts so (UA80…)."
     )
     limit: Limit = 10
+
+
+@dataclass(frozen=True, slots=True)
+class NearestParams:
+    """A nearest query string in its common plain form, read without pydantic (NearestQuery still documents it)."""
+
+    lat: float
+    lon: float
+    limit: int = 10
+    radius_km: float = 25.0
+    open_now: bool = False
+    state: list[OpenState] = field(default_factory=list)
+    service: list[Service] = field(default_factory=list)
+    category: list[PointCategory] = field(default_factory=list)
+    free_places: bool = False
+    wheelchair: bool = False
+    mother_child: bool = False
+    power_on: bool = False
+
+
+PLAIN_NUMBER = re.compile(rb"-?\d{1,12}(?:\.\d{1,17})?")
+PLAIN_COUNT = re.compile(rb"\d{1,9}")
+PLAIN_BOOLS = {b"true": True, b"false": False, b"1": True, b"0": False}
+PLAIN_LISTS = {
+    b"state": {s.value.encode(): s for s in OpenState},
+    b"service": {s.value.encode(): s for s in Service},
+    b"category": {c.value.encode(): c for c in PointCategory},
+}
+PLAIN_FLAGS = (b"open_now", b"free_places", b"wheelchair", b"mother_child", b"power_on")
+PLAIN_SCALARS = frozenset((b"lat", b"lon", b"limit", b"radius_km", *PLAIN_FLAGS))
+
+
+def read_nearest(raw: bytes) -> NearestParams | None:
+    """The query string as NearestParams when it is plain and valid (caps aside); None for anything else.
+
+    Plain: no percent-encoding, every parameter known and given once (lists may repeat), numbers as digits, booleans
+    as true/false/1/0, enum values as spelled. Everything this refuses goes to NearestQuery, which accepts more
+    spellings and answers what is wrong; whatever this accepts, NearestQuery reads the same way.
+    """
+    if b"%" in raw or b"+" in raw:
+        return None
+    scalars: dict[bytes, bytes] = {}
+    lists: dict[bytes, list[object]] = {}
+    for pair in raw.split(b"&"):
+        if not pair:
+            continue
+        name, equals, value = pair.partition(b"=")
+        if not equals:
+            return None
+        members = PLAIN_LISTS.get(name)
+        if members is not None:
+            member = members.get(value)
+            if member is None:
+                return None
+            lists.setdefault(name, []).append(member)
+        elif name in PLAIN_SCALARS and name not in scalars:
+            scalars[name] = value
+        else:
+            return None
+    lat, lon = _plain_number(scalars.pop(b"lat", None)), _plain_number(scalars.pop(b"lon", None))
+    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    limit, radius_km = scalars.pop(b"limit", b"10"), _plain_number(scalars.pop(b"radius_km", b"25"))
+    if not PLAIN_COUNT.fullmatch(limit) or int(limit) < 1 or radius_km is None or radius_km <= 0:
+        return None
+    flags: dict[bytes, bool] = {}
+    for name, value in scalars.items():  # only flags are left
+        flag = PLAIN_BOOLS.get(value)
+        if flag is None:
+            return None
+        flags[name] = flag
+    return NearestParams(
+        lat,
+        lon,
+        int(limit),
+        radius_km,
+        open_now=flags.get(b"open_now", False),
+        state=lists.get(b"state", []),
+        service=lists.get(b"service", []),
+        category=lists.get(b"category", []),
+        free_places=flags.get(b"free_places", False),
+        wheelchair=flags.get(b"wheelchair", False),
+        mother_child=flags.get(b"mother_child", False),
+        power_on=flags.get(b"power_on", False),
+    )
+
+
+def _plain_number(value: bytes | None) -> float | None:
+    """Digits with an optional sign and fraction as a float; None for anything else."""
+    return float(value) if value is not None and PLAIN_NUMBER.fullmatch(value) else None
 
 
 def parse_box(value: str) -> Box:

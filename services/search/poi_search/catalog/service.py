@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poi_search.catalog.models import BoxQuery, FilterQuery, NearestQuery, TextQuery
+from poi_search.catalog.models import BoxQuery, FilterQuery, NearestParams, NearestQuery, TextQuery
 from poi_search.catalog.readmodel import Filters, ReadModel
 from poi_search.catalog.records import (
     CATEGORY_BITS,
@@ -26,7 +26,9 @@ class Answer:
     etag: str
 
 
-def filters_of(query: FilterQuery, *, now: float, open_max_age_s: float, katotth: str | None = None) -> Filters:
+def filters_of(
+    query: FilterQuery | NearestParams, *, now: float, open_max_age_s: float, katotth: str | None = None
+) -> Filters:
     """The read model's filters for a query's parameters."""
     required = VISIBLE
     for service in query.service:
@@ -51,7 +53,14 @@ def filters_of(query: FilterQuery, *, now: float, open_max_age_s: float, katotth
 
 
 def nearest(
-    model: ReadModel, query: NearestQuery, *, limit: int, radius_m: float, filters: Filters, now: float, age_s: float
+    model: ReadModel,
+    query: NearestQuery | NearestParams,
+    *,
+    limit: int,
+    radius_m: float,
+    filters: Filters,
+    now: float,
+    age_s: float,
 ) -> Answer:
     """The matching points nearest to the query's place, nearest first."""
     slots, metres = model.nearest(query.lat, query.lon, limit=limit, radius_m=radius_m, filters=filters)

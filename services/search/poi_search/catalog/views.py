@@ -3,11 +3,20 @@
 import time
 
 from fastapi import APIRouter, Request, Response
+from starlette.types import Scope
 
 from poi_search.catalog import service
-from poi_search.catalog.models import BoxAnswer, BoxQuery, NearestAnswer, NearestQuery, TextAnswer, TextQuery
+from poi_search.catalog.models import (
+    BoxAnswer,
+    BoxQuery,
+    NearestAnswer,
+    NearestQuery,
+    TextAnswer,
+    TextQuery,
+    read_nearest,
+)
 from poi_search.catalog.readmodel import ReadModel
-from poi_search.http import answer, data_age, parse_query, query_parameters
+from poi_search.http import QuickHandler, RawAnswer, answer, data_age, parse_query, query_parameters, raw_answer
 from poi_search.settings import SearchSettings
 from poi_shared.errors import invalid
 
@@ -41,6 +50,44 @@ async def nearest(request: Request) -> Response:
         model, query, limit=limit, radius_m=query.radius_km * 1000, filters=filters, now=now, age_s=age_s
     )
     return answer(request, found.body, etag=found.etag, max_age_s=settings.cache_max_age_s, data_age_s=age_s)
+
+
+def nearest_quickly(scope: Scope) -> RawAnswer | None:
+    """The nearest route's answer to a plain, valid query once caught up (see QuickRoutes); None for the route."""
+    state = scope["app"].state
+    settings: SearchSettings = state.settings
+    raw: bytes = scope["query_string"]
+    if len(raw) > settings.max_query_bytes:
+        return None
+    query = read_nearest(raw)
+    if query is None or query.limit > settings.max_limit or query.radius_km > settings.max_radius_km:
+        return None
+    age_s: float | None = state.data_age()
+    if age_s is None:
+        return None
+    now = time.time()
+    filters = service.filters_of(query, now=now, open_max_age_s=settings.open_max_age_s)
+    found = service.nearest(
+        state.read_model,
+        query,
+        limit=query.limit,
+        radius_m=query.radius_km * 1000,
+        filters=filters,
+        now=now,
+        age_s=age_s,
+    )
+    return raw_answer(
+        scope,
+        found.body,
+        etag=found.etag,
+        max_age_s=settings.cache_max_age_s,
+        data_age_s=age_s,
+        gzip_min_bytes=settings.gzip_min_bytes,
+    )
+
+
+QUICK: dict[str, QuickHandler] = {f"{router.prefix}/nearest": nearest_quickly}
+"""The routes answered by QuickRoutes in their common case."""
 
 
 @router.get(
