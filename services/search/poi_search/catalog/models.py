@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -106,7 +106,7 @@ class NearestParams:
 PLAIN_NUMBER = re.compile(rb"-?\d{1,12}(?:\.\d{1,17})?")
 PLAIN_COUNT = re.compile(rb"\d{1,9}")
 PLAIN_BOOLS = {b"true": True, b"false": False, b"1": True, b"0": False}
-PLAIN_LISTS = {
+PLAIN_LISTS: dict[bytes, dict[bytes, Any]] = {
     b"state": {s.value.encode(): s for s in OpenState},
     b"service": {s.value.encode(): s for s in Service},
     b"category": {c.value.encode(): c for c in PointCategory},
@@ -125,7 +125,7 @@ def read_nearest(raw: bytes) -> NearestParams | None:
     if b"%" in raw or b"+" in raw:
         return None
     scalars: dict[bytes, bytes] = {}
-    lists: dict[bytes, list[object]] = {}
+    lists: dict[bytes, list[Any]] = {}
     for pair in raw.split(b"&"):
         if not pair:
             continue
