@@ -116,3 +116,26 @@ def test_the_change_feed_gives_every_change_after_a_cursor(search: TestClient, f
     assert changes[str(added.id)]["change"] == "upsert" and changes[str(added.id)]["point"]["id"] == str(added.id)
     assert changes[str(reported.id)]["point"]["status"]["state"] == "open"
     assert search.get("/v1/changes", params={"cursor": rest["next_cursor"]}).json()["items"] == []
+
+
+@pytest.mark.parametrize("accept_encoding", ["identity", "gzip"])
+def test_a_plain_nearest_query_is_answered_as_the_route_answers_it(
+    search: TestClient, feed: Feed, accept_encoding: str
+) -> None:
+    """The quick path (a plain query) and the route (the same query percent-encoded) give the same answer."""
+    here = area(14)
+    feed.publish(*(here.point(0.001 * n) for n in range(5)))
+    plain = f"lat={here.lat}&lon={here.lon}&limit=5&open_now=false&service=heat"
+    encoded = plain.replace("=", "=%20", 1)  # " 50.1": the model strips it, the quick parser leaves it to the route
+    headers = {"Accept-Encoding": accept_encoding}
+    quick, routed = (search.get(f"/v1/search/nearest?{q}", headers=headers) for q in (plain, encoded))
+    assert quick.status_code == routed.status_code == 200
+    for answer in (quick, routed):  # the data age (in the body too, so its length) may have moved on between them
+        answer.headers.pop("x-data-age"), answer.headers.pop("ratelimit"), answer.headers.pop("content-length")
+    assert dict(quick.headers) == dict(routed.headers)
+    quick_body, routed_body = quick.json(), routed.json()
+    quick_body.pop("data_age_s"), routed_body.pop("data_age_s")
+    assert quick_body == routed_body
+    for query in (plain, encoded):
+        tag = quick.headers["etag"]
+        assert search.get(f"/v1/search/nearest?{query}", headers={"If-None-Match": tag}).status_code == 304
