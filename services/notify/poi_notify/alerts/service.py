@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import h3
+import numpy as np
 
 from poi_notify import cells, data
 from poi_notify.alerts import templates
@@ -150,30 +151,70 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 class OpenPoints:
-    """The points open now, by H3 cell, to find the nearest ones to an area subscription ring by ring."""
+    """The points open now, by H3 cell, to find the nearest ones to many area subscriptions at once."""
 
     def __init__(self, rows: list[asyncpg.Record]) -> None:
-        self.by_cell: dict[int, list[asyncpg.Record]] = defaultdict(list)
-        for row in rows:
-            self.by_cell[row["cell"]].append(row)
+        self.rows = rows
+        self.by_cell: dict[int, list[int]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            self.by_cell[row["cell"]].append(i)
+        # A point without a public position has no cell, so is never a candidate: NaN only keeps the arrays aligned.
+        self._lat = np.radians(np.array([np.nan if r["lat"] is None else r["lat"] for r in rows], dtype=np.float64))
+        self._lon = np.radians(np.array([np.nan if r["lon"] is None else r["lon"] for r in rows], dtype=np.float64))
+        # Each point's services as bits, so "offers every service wanted" is one vectorised test.
+        self._bit = {s: 1 << i for i, s in enumerate(sorted({s for r in rows for s in r["services"]}))}
+        self._services = np.array([self._bits(r["services"]) or 0 for r in rows], dtype=np.int64)
+        self._disks: dict[tuple[str, int], np.ndarray] = {}
 
-    def nearest(self, sub: asyncpg.Record, count: int) -> list[tuple[float, asyncpg.Record]]:
-        """Up to count open points within the subscription's radius offering its services, nearest first."""
-        wanted = set(sub["services"])
-        centre = h3.latlng_to_cell(sub["lat"], sub["lon"], cells.RESOLUTION)
-        rings = math.ceil(sub["radius_m"] / (_EDGE_M * math.sqrt(3))) + 1
-        found: list[tuple[float, asyncpg.Record]] = []
-        for ring in range(rings + 1):
-            for cell in h3.grid_ring(centre, ring):
-                for point in self.by_cell.get(h3.str_to_int(cell), ()):
-                    d = distance_m(sub["lat"], sub["lon"], point["lat"], point["lon"])
-                    if d <= sub["radius_m"] and wanted <= set(point["services"]):
-                        found.append((d, point))
-            found.sort(key=lambda pair: pair[0])
-            # Points of the next ring are at least this far (centres 1.5 edges apart per ring, minus both offsets).
-            if len(found) >= count and found[count - 1][0] <= (1.5 * (ring + 1) - 2) * _EDGE_M:
-                break
-        return found[:count]
+    def _bits(self, services: list[str]) -> int | None:
+        """The services as bits, or None if one of them no open point offers."""
+        bits = 0
+        for service in services:
+            if service not in self._bit:
+                return None
+            bits |= self._bit[service]
+        return bits
+
+    def _disk(self, centre: str, rings: int) -> np.ndarray:
+        """The open points in the cells within rings of the centre cell (cached: neighbours share it)."""
+        key = (centre, rings)
+        if key not in self._disks:
+            found = [i for cell in h3.grid_disk(centre, rings) for i in self.by_cell.get(h3.str_to_int(cell), ())]
+            self._disks[key] = np.array(found, dtype=np.int64)
+        return self._disks[key]
+
+    def nearest_many(self, subs: list[asyncpg.Record], count: int) -> list[list[tuple[float, asyncpg.Record]]]:
+        """For each subscription, up to count open points within its radius offering its services, nearest first."""
+        found: list[list[tuple[float, asyncpg.Record]]] = [[] for _ in subs]
+        groups: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+        for i, sub in enumerate(subs):
+            wanted = self._bits(sub["services"])
+            if wanted is None:
+                continue
+            centre = h3.latlng_to_cell(sub["lat"], sub["lon"], cells.RESOLUTION)
+            # Every cell a point within the radius can lie in (as cells.cells_covering covers the disk).
+            rings = math.ceil(sub["radius_m"] / (_EDGE_M * math.sqrt(3))) + 1
+            groups[(centre, rings, wanted)].append(i)
+        for (centre, rings, wanted), members in groups.items():
+            candidates = self._disk(centre, rings)
+            if wanted:
+                candidates = candidates[(self._services[candidates] & wanted) == wanted]
+            if not candidates.size:
+                continue
+            lat = np.radians(np.array([subs[i]["lat"] for i in members], dtype=np.float64))[:, None]
+            lon = np.radians(np.array([subs[i]["lon"] for i in members], dtype=np.float64))[:, None]
+            radius = np.array([subs[i]["radius_m"] for i in members], dtype=np.float64)[:, None]
+            # Haversine, in metres, as distance_m and the planner's SQL compute it: a matrix of members x points.
+            a = (
+                np.sin((self._lat[candidates] - lat) / 2) ** 2
+                + np.cos(lat) * np.cos(self._lat[candidates]) * np.sin((self._lon[candidates] - lon) / 2) ** 2
+            )
+            d = 2 * 6371008.8 * np.arcsin(np.sqrt(a))
+            d = np.where(d <= radius, d, np.inf)
+            order = np.argsort(d, axis=1, kind="stable")[:, :count]
+            for row, i in enumerate(members):
+                found[i] = [(float(d[row, j]), self.rows[candidates[j]]) for j in order[row] if d[row, j] != np.inf]
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +248,12 @@ def compose(
     nearby: list[tuple[float, asyncpg.Record]],
     *,
     nearest: int,
+    made: dict[tuple, str] | None = None,
 ) -> str | None:
-    """The window's message (its points' changes, the nearest open points), or None if nothing is worth telling."""
+    """The window's message (its points' changes, the nearest open points), or None if nothing is worth telling.
+
+    made: bodies already composed from the same records, by what they tell; many phones get the same message.
+    """
     english = window.language == "en"
     if window.channel == "ops":
         items = [
@@ -219,15 +264,26 @@ def compose(
         return templates.ops_body(window.language, items) if items else None
     told = [c for c in changes if not c["retired"] and c["visibility"] != "hidden"]
     seen = {c["point_id"] for c in told}
-    near: list[templates.PointNews] = []
+    near: list[tuple[float, asyncpg.Record]] = []
     for distance, point in sorted(nearby, key=lambda pair: pair[0]):
         if point["point_id"] not in seen:  # a followed point is told as such; two areas may hold one point
             seen.add(point["point_id"])
-            near.append(_news(point, templates.OPENED, english, distance))
+            near.append((distance, point))
     if not told and not near:
         return None
-    points = [_news(c, c["change"], english, None) for c in told]
-    return templates.alert_body(window.language, points, near[: nearest + 1])
+    near = near[: nearest + 1]
+    # The text depends on the language, the points told with their changes and the nearby points in order only.
+    key = (window.language, tuple((c["point_id"], c["change"]) for c in told), tuple(p["point_id"] for _, p in near))
+    if made is not None and key in made:
+        return made[key]
+    body = templates.alert_body(
+        window.language,
+        [_news(c, c["change"], english, None) for c in told],
+        [_news(point, templates.OPENED, english, distance) for distance, point in near],
+    )
+    if made is not None:
+        made[key] = body
+    return body
 
 
 async def flush(pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime | None = None) -> int:
@@ -254,15 +310,18 @@ async def flush(pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime |
             area_phones = [w.phone_hash for w in windows if w.area]
             if area_phones:
                 open_now = OpenPoints(await data.open_points(conn))
-                for sub in await data.area_subscriptions(conn, area_phones):
-                    nearby[sub["phone_hash"]] += open_now.nearest(sub, settings.alert_area_points + 1)
+                subs = await data.area_subscriptions(conn, area_phones)
+                for sub, points in zip(subs, open_now.nearest_many(subs, settings.alert_area_points + 1), strict=True):
+                    nearby[sub["phone_hash"]] += points
             outgoing: list[sms.Outgoing | None] = []
+            made: dict[tuple, str] = {}
             for w in windows:
                 body = compose(
                     w,
                     changes[(w.phone_hash, w.channel)],
                     nearby[w.phone_hash] if w.channel == "alert" else [],
                     nearest=settings.alert_area_points,
+                    made=made,
                 )
                 outgoing.append(
                     None

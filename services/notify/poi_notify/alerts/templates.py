@@ -5,7 +5,7 @@ street, the full name) until it fits one SMS; if no level fits one, the most det
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from poi_notify.sms import text
@@ -158,15 +158,18 @@ def _render(language: str, points: Sequence[PointNews], nearby: Sequence[PointNe
     return ". ".join(pieces)
 
 
-def fit(renderings: Sequence[str]) -> str:
+def fit(renderings: Iterable[str]) -> str:
     """The first rendering that fits one SMS; else the first that fits MAX_PARTS; else the last, cut to fit."""
+    # Renderings may be made lazily: most messages fit one SMS at the first level, so the others are never made.
+    made: list[str] = []
     for body in renderings:
         if text.parts(body) == 1:
             return body
-    for body in renderings:
+        made.append(body)
+    for body in made:
         if text.parts(body) <= text.MAX_PARTS:
             return body
-    body = renderings[-1]
+    body = made[-1]
     while text.parts(body) > text.MAX_PARTS:
         body = cut(body, len(body) - 10)
     return body
@@ -177,7 +180,7 @@ def alert_body(language: str, points: Sequence[PointNews], nearby: Sequence[Poin
     language = language if language in _CHANGE_WORDS else "uk"
     # At most three subscribed points are told by name; a phone rarely follows more.
     points = list(points)[:3]
-    return fit([_render(language, points, nearby, detail) for detail in _LEVELS])
+    return fit(_render(language, points, nearby, detail) for detail in _LEVELS)
 
 
 def _ops_piece(news: OpsNews, language: str, name_max: int | None) -> str:

@@ -67,14 +67,19 @@ async def enqueue_many(conn: asyncpg.Connection, messages: list[Outgoing]) -> li
     """enqueue for many messages in two statements, by the same rules; each message's new id, or None."""
     phones = {r["phone_hash"]: r for r in await data.phones_for_sending(conn, [m.phone_hash for m in messages])}
     rows: list[tuple[uuid.UUID, Outgoing, str, int]] = []
+    # Alerts repeat a few texts to many phones: each distinct text is transliterated and counted once.
+    latin: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for message in messages:
         phone = phones.get(message.phone_hash)
         if phone is None or phone["stopped_at"] is not None:
             continue
         if message.kind not in UNCONFIRMED_KINDS and phone["confirmed_at"] is None and not phone["is_contact"]:
             continue
-        body = text.latin(message.body) if phone["latin"] else message.body
-        count = text.parts(body)
+        body = message.body
+        if phone["latin"]:
+            body = latin[body] if body in latin else latin.setdefault(body, text.latin(body))
+        count = counts[body] if body in counts else counts.setdefault(body, text.parts(body))
         if count > text.MAX_PARTS:
             raise MessageTooLong(f"{message.kind} message of {count} parts (at most {text.MAX_PARTS}): {body[:40]}…")
         rows.append((uuid.uuid4(), message, body, count))
