@@ -1,0 +1,40 @@
+"""The flusher's vectorised nearest open points agree with a brute-force scan using the exact distance."""
+
+import random
+
+from poi_notify import cells
+from poi_notify.alerts.service import OpenPoints, distance_m
+
+SERVICES = ("heat", "charging", "water", "internet")
+
+
+def test_nearest_many_matches_a_brute_force_scan_on_random_data() -> None:
+    rng = random.Random(9)
+    points = []
+    for i in range(400):
+        lat, lon = 50.45 + rng.uniform(-0.08, 0.08), 30.52 + rng.uniform(-0.12, 0.12)
+        services = sorted(rng.sample(SERVICES, rng.randint(0, 3)))
+        points.append({"point_id": i, "lat": lat, "lon": lon, "cell": cells.cell_of(lat, lon), "services": services})
+    # A point without a public position is never named.
+    points.append({"point_id": "hidden", "lat": None, "lon": None, "cell": None, "services": []})
+    subs = [
+        {
+            "lat": 50.45 + rng.uniform(-0.1, 0.1),
+            "lon": 30.52 + rng.uniform(-0.15, 0.15),
+            "radius_m": rng.choice((500, 1000, 2000, 5000)),
+            "services": rng.choice(([], ["heat"], ["charging", "water"], ["unknown"])),
+        }
+        for _ in range(300)
+    ]
+    found = OpenPoints(points).nearest_many(subs, 3)  # type: ignore[arg-type]
+    for sub, got in zip(subs, found, strict=True):
+        expected = sorted(
+            (distance_m(sub["lat"], sub["lon"], p["lat"], p["lon"]), p["point_id"])
+            for p in points
+            if p["lat"] is not None
+            and set(sub["services"]) <= set(p["services"])
+            and distance_m(sub["lat"], sub["lon"], p["lat"], p["lon"]) <= sub["radius_m"]
+        )[:3]
+        assert [p["point_id"] for _, p in got] == [i for _, i in expected]
+        assert [round(d, 3) for d, _ in got] == [round(d, 3) for d, _ in expected]
+    assert any(found) and not all(found)
