@@ -17,7 +17,7 @@ from poi_notify.alerts import service as alerts
 from poi_notify.contacts import views as contacts_views
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
-from poi_notify.sms import sender
+from poi_notify.sms import reports, sender
 from poi_notify.sms import views as sms_views
 from poi_notify.sms.providers import provider_from
 from poi_notify.subscriptions import views as subscriptions_views
@@ -69,6 +69,14 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             supervisor.start(
                 "sms-sender",
                 partial(sender.run_sender, pool, provider, settings, counters=counters, stop=supervisor.stop),
+            )
+            # Delivery reports: the route takes them into this buffer, the writer empties it (and once more on stop).
+            dlr_buffer = app.state.dlr_buffer = reports.ReportBuffer(limit=settings.sms_dlr_buffer_max)
+            supervisor.start(
+                "sms-dlr-writer",
+                partial(
+                    reports.run_writer, pool, dlr_buffer, interval_s=settings.sms_dlr_flush_s, stop=supervisor.stop
+                ),
             )
             supervisor.every(
                 "sms-abandon-stale", settings.sms_sending_lease_s / 5, partial(sender.abandon_stale, pool, settings)

@@ -363,23 +363,33 @@ async def abandon_own_sending(pool: asyncpg.Pool, *, claimer: UUID) -> int:
     return len(rows)
 
 
-async def record_delivery_report(pool: asyncpg.Pool, *, id: UUID, dlr_type: int, final_state: str | None) -> bool:
-    """Record the gateway's report about a message; a final one (delivered, failed) sets its state. Known id?"""
+async def record_delivery_reports(
+    pool: asyncpg.Pool,
+    *,
+    ids: list[UUID],
+    dlr_types: list[int],
+    final_states: list[str | None],
+    ats: list[datetime],
+) -> int:
+    """Record the gateway's reports (one a message); a final one (delivered, failed) sets its state. How many known."""
     async with db.connection(pool) as conn:
-        return bool(
-            await conn.fetchval(
-                # Reports come in any order: a late 'accepted by the SMSC' (8) never hides 'delivered' (1).
-                """UPDATE sms_messages SET dlr_at = now(),
-                       dlr_type = CASE WHEN $3::text IS NULL AND dlr_type IN (1, 2, 16) THEN dlr_type ELSE $2 END,
-                       state = CASE WHEN $3::text IS NOT NULL AND state IN ('sending', 'sent', 'unknown', 'delivered')
-                                    THEN $3::text ELSE state END,
-                       delivered_at = CASE WHEN $3::text = 'delivered' THEN now() ELSE delivered_at END
-                   WHERE id = $1 RETURNING true""",
-                id,
-                dlr_type,
-                final_state,
-            )
+        status = await conn.execute(
+            # Reports come in any order: a late 'accepted by the SMSC' (8) never hides 'delivered' (1).
+            """UPDATE sms_messages m SET dlr_at = r.at,
+                   dlr_type = CASE WHEN r.final_state IS NULL AND m.dlr_type IN (1, 2, 16) THEN m.dlr_type
+                                   ELSE r.dlr_type END,
+                   state = CASE WHEN r.final_state IS NOT NULL
+                                     AND m.state IN ('sending', 'sent', 'unknown', 'delivered')
+                                THEN r.final_state ELSE m.state END,
+                   delivered_at = CASE WHEN r.final_state = 'delivered' THEN r.at ELSE m.delivered_at END
+               FROM unnest($1::uuid[], $2::int[], $3::text[], $4::timestamptz[]) AS r(id, dlr_type, final_state, at)
+               WHERE m.id = r.id""",
+            ids,
+            dlr_types,
+            final_states,
+            ats,
         )
+    return int(status.split()[-1])
 
 
 async def sms_of_phone(pool: asyncpg.Pool, phone_hash: str) -> list[asyncpg.Record]:

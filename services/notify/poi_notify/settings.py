@@ -59,6 +59,9 @@ class NotifySettings(DatabaseServiceSettings):
     sms_retry_max_s: float = Field(default=300.0, gt=0)
     sms_max_attempts: int = Field(default=10, ge=1)
     sms_send_timeout_s: float = Field(default=10.0, gt=0)
+    # Delivery reports are written in batches this often; at most this many wait (the database down): then 503s.
+    sms_dlr_flush_s: float = Field(default=0.05, gt=0, le=60)
+    sms_dlr_buffer_max: int = Field(default=200_000, ge=100)
     # A message claimed longer ago than this by a process that died is marked 'unknown', never sent again.
     sms_sending_lease_s: float = Field(default=300.0, ge=30)
     # --- alerts (N2): windows, quiet hours, planner and flusher ---

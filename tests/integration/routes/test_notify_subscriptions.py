@@ -301,10 +301,8 @@ def test_the_gateway_routes_are_hidden_without_the_gateway_token(notify_client: 
     assert_problem(notify_client.get("/v1/sms/inbound", params={**params, "token": "guess"}), 404)
     dlr = {"id": "7c0e2f4e-8a4b-4d4e-9a55-2a3f7d7a1c11", "type": 1}
     assert "gateway" in assert_problem(notify_client.get("/v1/sms/dlr", params=dlr), 404)["detail"]
-    assert (
-        "no such message"
-        in assert_problem(notify_client.get("/v1/sms/dlr", params={**dlr, "token": GATEWAY_TOKEN}), 404)["detail"]
-    )
+    # With the token: taken (answered before any database work), and dropped when written as naming no message.
+    assert notify_client.get("/v1/sms/dlr", params={**dlr, "token": GATEWAY_TOKEN}).status_code == 202
     assert text_in(notify_client, "INFO", "hello") == "ignored"
 
 
@@ -314,14 +312,40 @@ def test_delivery_reports_are_recorded(notify_client: TestClient, database_urls:
     (message,) = messages(database_urls, e164)
     eventually(lambda: messages(database_urls, e164)[0]["state"] == "sent", "the code is sent")
     # In any order: a late "accepted by the SMSC" (8) does not hide "delivered to the phone" (1).
+    sql = "SELECT state, dlr_type, dlr_at FROM sms_messages WHERE id = $1"
+    written = None
     for dlr_type, (state, recorded_type) in ((8, ("sent", 8)), (1, ("delivered", 1)), (8, ("delivered", 1))):
         params = {"id": str(message["id"]), "type": dlr_type, "token": GATEWAY_TOKEN}
         response = notify_client.get("/v1/sms/dlr", params=params)
-        assert response.json() == {"recorded": True}
-        (row,) = messages(database_urls, e164)
+        assert (response.status_code, response.json()) == (202, {"taken": True})
+        # Written with the next batch, a few tens of milliseconds later (each report moves dlr_at).
+        row = eventually(
+            lambda before=written: next(
+                (r for r in fetch(database_urls, sql, message["id"]) if r["dlr_at"] != before), None
+            ),
+            f"report {dlr_type} written",
+        )
         assert (row["state"], row["dlr_type"]) == (state, recorded_type)
+        written = row["dlr_at"]
     metrics = notify_client.get("/metrics").text
     assert 'poi_sms_sent_total{provider="log"}' in metrics
+
+
+def test_delivery_reports_taken_are_written_when_notify_stops(
+    notify_client: TestClient, infra: stack.Infrastructure, routes_namespace: str, database_urls: dict[str, str]
+) -> None:
+    e164 = new_number()
+    subscribe(notify_client, e164)
+    (message,) = messages(database_urls, e164)
+    eventually(lambda: messages(database_urls, e164)[0]["state"] == "sent", "the code is sent")
+    # A second notify that would write only after a minute: stopping it writes what it took.
+    settings = notify_settings(infra, routes_namespace, database_urls, sms_dlr_flush_s=60.0)
+    for client in serve(create_notify(settings)):
+        for dlr_type in (8, 1):
+            params = {"id": str(message["id"]), "type": dlr_type, "token": GATEWAY_TOKEN}
+            assert client.get("/v1/sms/dlr", params=params).status_code == 202
+    (row,) = messages(database_urls, e164)
+    assert (row["state"], row["dlr_type"]) == ("delivered", 1)
 
 
 def test_numbers_never_reach_the_logs_in_clear(

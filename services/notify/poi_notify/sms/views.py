@@ -12,17 +12,14 @@ from uuid import UUID
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
-from poi_notify import data
 from poi_notify.phones.service import InvalidPhone, parse, phone_hash
 from poi_notify.settings import NotifySettings
-from poi_notify.sms import inbound
+from poi_notify.sms import inbound, reports
 from poi_shared.models import Line, Text
 from poi_shared.openapi import problems
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/sms", tags=["sms gateway"])
-# Kannel's report types that settle a message: 1 delivered to the phone; 2 and 16 not delivered.
-FINAL_STATES = {1: "delivered", 2: "failed", 16: "failed"}
 Token = Annotated[
     Line | None, Query(max_length=200, description="The shared gateway token (POI_NOTIFY_GATEWAY_TOKEN).")
 ]
@@ -34,10 +31,10 @@ class InboundHandled(BaseModel):
     handled: Literal["stop", "start", "code", "lookup", "quiet", "ignored"]
 
 
-class ReportRecorded(BaseModel):
-    """A delivery report recorded."""
+class ReportTaken(BaseModel):
+    """A delivery report taken: written with the others of the next few tens of milliseconds."""
 
-    recorded: bool
+    taken: bool
 
 
 def _gateway_only(request: Request, token: str | None) -> None:
@@ -93,7 +90,8 @@ async def inbound_sms(
 
 @router.get(
     "/dlr",
-    response_model=ReportRecorded,
+    status_code=202,
+    response_model=ReportTaken,
     summary="A delivery report, as Kannel calls each message's dlr-url",
     responses=problems(404),
 )
@@ -102,12 +100,12 @@ async def delivery_report(
     id: Annotated[UUID, Query(description="The message's id (in the dlr-url notify gave).")],
     type: Annotated[int, Query(ge=0, le=255, description="Kannel's report type (%d): 1, 2, 4, 8 or 16.")],
     token: Token = None,
-) -> ReportRecorded:
-    """Delivered (1) or not (2, 16) settles the message; 4 and 8 (queued, accepted by the SMSC) are only noted."""
+) -> ReportTaken:
+    """Delivered (1) or not (2, 16) settles the message; 4 and 8 (queued, accepted by the SMSC) are only noted.
+
+    Answered at once and written in batches (Kannel sends two a message and never retries one); a report naming no
+    message is dropped when written.
+    """
     _gateway_only(request, token)
-    known = await data.record_delivery_report(
-        request.app.state.pool, id=id, dlr_type=type, final_state=FINAL_STATES.get(type)
-    )
-    if not known:
-        raise HTTPException(404, "no such message")
-    return ReportRecorded(recorded=True)
+    reports.take(request.app.state.dlr_buffer, id=id, dlr_type=type)
+    return ReportTaken(taken=True)
