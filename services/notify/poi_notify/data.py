@@ -263,36 +263,27 @@ async def start_phone(conn: asyncpg.Connection, phone_hash: str) -> bool:
 
 
 async def claim_due_sms(pool: asyncpg.Pool, *, claimer: UUID, limit: int) -> list[asyncpg.Record]:
-    """Take up to limit due messages for this process (state 'sending'), committed before anything is sent."""
+    """Take up to limit due messages for this process (state 'sending'), committed before anything is sent.
+
+    In the same statement, those whose number sent STOP after they were queued are cancelled (state 'cancelled'):
+    nothing stands between the claim and the sending that could fail and leave claimed messages unsent.
+    """
     async with db.connection(pool) as conn:
         return await conn.fetch(
             """WITH due AS (
                    SELECT id FROM sms_messages WHERE state = 'queued' AND not_before <= now()
                    ORDER BY not_before LIMIT $2 FOR UPDATE SKIP LOCKED
                )
-               UPDATE sms_messages m SET state = 'sending', claimed_by = $1, claimed_at = now(),
-                   attempts = m.attempts + 1
+               UPDATE sms_messages m SET claimed_by = $1, claimed_at = now(),
+                   state = CASE WHEN p.stopped_at > m.created_at THEN 'cancelled' ELSE 'sending' END,
+                   last_error = CASE WHEN p.stopped_at > m.created_at THEN 'STOP' ELSE m.last_error END,
+                   attempts = CASE WHEN p.stopped_at > m.created_at THEN m.attempts ELSE m.attempts + 1 END
                FROM due, phones p
                WHERE m.id = due.id AND p.phone_hash = m.phone_hash
-               RETURNING m.id, m.phone_hash, m.kind, m.body, m.attempts, m.created_at, p.e164""",
+               RETURNING m.id, m.phone_hash, m.kind, m.body, m.attempts, m.created_at, m.state, p.e164""",
             claimer,
             limit,
         )
-
-
-async def cancel_stopped(pool: asyncpg.Pool, *, claimer: UUID, ids: list[UUID]) -> set[UUID]:
-    """Cancel the claimed messages whose number sent STOP after they were queued; their ids."""
-    async with db.connection(pool) as conn:
-        rows = await conn.fetch(
-            """UPDATE sms_messages m SET state = 'cancelled', last_error = 'STOP'
-               FROM phones p
-               WHERE m.id = ANY($2) AND m.claimed_by = $1 AND m.state = 'sending'
-                 AND p.phone_hash = m.phone_hash AND p.stopped_at IS NOT NULL AND m.created_at < p.stopped_at
-               RETURNING m.id""",
-            claimer,
-            ids,
-        )
-    return {r["id"] for r in rows}
 
 
 async def mark_sent(pool: asyncpg.Pool, *, claimer: UUID, sent: list[tuple[UUID, str]]) -> None:

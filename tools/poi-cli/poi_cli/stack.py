@@ -218,11 +218,18 @@ def service_env(
     return env
 
 
+# Kannel reuses its connections for delivery reports and never retries one that fails: notify must not close an
+# idle connection before Kannel does (its http-timeout is 240 s by default), or a report sent on
+# it as it closes is reset and lost.
+SERVER_OPTIONS = {"notify": ["--timeout-keep-alive", "300"]}
+
+
 def start_service(service: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Run one service under uvicorn as its own process."""
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "uvicorn", f"poi_{service}.app:create_app", "--factory"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--timeout-graceful-shutdown", "10"]
+    argv += SERVER_OPTIONS.get(service, [])
     with log.open("ab") as out:
         return subprocess.Popen(
             argv,

@@ -70,13 +70,12 @@ async def send_batch(
     counters: SmsCounters,
 ) -> int:
     """Claim the due messages (committed as 'sending' first), send them, record each outcome; how many were claimed."""
-    # About a second's worth at the gateway's rate, so a STOP checked below is at most that old when a message goes.
+    # About a second's worth at the gateway's rate: a STOP after a message was queued cancels it when claimed, so
+    # the STOP checked is at most that old when a message goes.
     limit = min(settings.sms_batch, max(1, math.ceil(settings.sms_rate_per_s)))
     claimed = await data.claim_due_sms(pool, claimer=claimer, limit=limit)
     if not claimed:
         return 0
-    # A STOP that arrived after a message was queued wins, up to the moment it is sent.
-    cancelled = await data.cancel_stopped(pool, claimer=claimer, ids=[row["id"] for row in claimed])
     sent: list[tuple[UUID, str]] = []
     failed: list[tuple[UUID, str]] = []
     retries: list[tuple[UUID, str, float]] = []
@@ -94,7 +93,7 @@ async def send_batch(
                 log.warning("SMS %s to %s refused: %s", message.id, mask(message.e164), exc)
                 failed.append((message.id, str(exc)))
 
-    await asyncio.gather(*(one(row) for row in claimed if row["id"] not in cancelled))
+    await asyncio.gather(*(one(row) for row in claimed if row["state"] == "sending"))
     if sent:
         await _recorded(lambda: data.mark_sent(pool, claimer=claimer, sent=sent))
         counters.sent.labels(provider.name).inc(len(sent))
