@@ -172,7 +172,7 @@ def wait_for_reports(url: str, run: str, started: float) -> float:
 def start_notify(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Notify under uvicorn with WORKERS processes on one port: each sends, all take delivery reports."""
     argv = [sys.executable, "-m", "uvicorn", "poi_notify.app:create_app", "--factory", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--no-access-log", "--workers", str(WORKERS), "--timeout-keep-alive", "75"]
+    argv += ["--port", str(port), "--no-access-log", "--workers", str(WORKERS), *stack.SERVER_OPTIONS["notify"]]
     with log.open("ab") as out:
         return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
