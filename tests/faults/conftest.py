@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class FaultStack:
     database_urls: dict[str, str]  # straight to PostgreSQL, for the test's own checks
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)  # per service, POI_<SERVICE>_ names
 
     @property
     def urls(self) -> dict[str, str]:
@@ -84,7 +86,8 @@ class FaultStack:
         proxied = {name: self.postgres.through(url) for name, url in self.database_urls.items()}
         env = stack.service_env(service, infra, proxied, namespace=self.namespace, secret=SECRET)
         prefix = f"POI_{service.upper()}_"
-        env.update({prefix + name: value for name, value in {**FAST, **OWN.get(service, {})}.items()})
+        own = {**FAST, **OWN.get(service, {}), **self.extra_env.get(service, {})}
+        env.update({prefix + name: value for name, value in own.items()})
         env["POI_AUTH_SECRET"] = SECRET
         return env
 
@@ -144,13 +147,15 @@ async def _drop_databases(server_url: str, namespace: str) -> None:
             await conn.close()
 
 
-@pytest.fixture(scope="package")
-def faults(infra: stack.Infrastructure, namespace: str) -> Iterator[FaultStack]:
-    """Own NATS and Redis, PostgreSQL behind a proxy, and the four services.
-
-    Shared by the fault tests to keep them quick; each puts back what it broke.
-    """
-    ns = f"{namespace}f"
+@contextmanager
+def fault_stack(
+    infra: stack.Infrastructure,
+    namespace: str,
+    *,
+    ports: dict[str, int] | None = None,
+    extra_env: dict[str, dict[str, str]] | None = None,
+) -> Iterator[FaultStack]:
+    """Own NATS and Redis, PostgreSQL behind a proxy, and the four services (extra_env: POI_<SERVICE>_ settings)."""
     with tempfile.TemporaryDirectory(prefix="poi-test-faults-") as tmp:
         root = Path(tmp)
         started: list[embedded.ServerProcess] = []
@@ -158,9 +163,11 @@ def faults(infra: stack.Infrastructure, namespace: str) -> Iterator[FaultStack]:
         try:
             started.append(embedded.start_nats(root, embedded.free_port()))
             started.append(embedded.start_redis(root, embedded.free_port(), durable=False))
-            database_urls = asyncio.run(stack.prepare_databases(infra.database_url, ns))
-            ports = {name: embedded.free_port() for name in stack.SERVICE_PORTS}
-            faults = FaultStack(root, ns, started[0], started[1], proxy, database_urls, ports)
+            database_urls = asyncio.run(stack.prepare_databases(infra.database_url, namespace))
+            ports = ports or {name: embedded.free_port() for name in stack.SERVICE_PORTS}
+            faults = FaultStack(
+                root, namespace, started[0], started[1], proxy, database_urls, ports, extra_env=extra_env or {}
+            )
             try:
                 faults.start(*stack.SERVICE_PORTS)
                 yield faults
@@ -171,7 +178,14 @@ def faults(infra: stack.Infrastructure, namespace: str) -> Iterator[FaultStack]:
             proxy.close()
             for server in reversed(started):
                 embedded.stop(server)
-            asyncio.run(_drop_databases(infra.database_url, ns))
+            asyncio.run(_drop_databases(infra.database_url, namespace))
+
+
+@pytest.fixture(scope="package")
+def faults(infra: stack.Infrastructure, namespace: str) -> Iterator[FaultStack]:
+    """The stack shared by the fault tests to keep them quick; each puts back what it broke."""
+    with fault_stack(infra, f"{namespace}f") as running:
+        yield running
 
 
 def register(client: httpx.Client, faults: FaultStack, **changes: Any) -> str:
