@@ -56,6 +56,17 @@ class Kannel:
     mt_log: Path
     admin_password: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+    log_level: int = 1
+
+    def stop(self) -> None:
+        """Take the whole gateway down (bearerbox, smsbox and the SMSC): sendsms no longer answers."""
+        _stop(self.processes)
+        self.processes.clear()
+
+    def start(self) -> None:
+        """Start the gateway (again) with the same configuration and ports; the SMSC's log is kept and added to."""
+        _launch(self)
 
     def received(self) -> list[Received]:
         """Every message the SMSC has received, in order, decoded."""
@@ -196,26 +207,32 @@ allowed-smsc-id = mo
         mo_port=ports["mo"],
         mt_log=directory / "fakesmsc-mt.log",
         admin_password=admin_password,
+        ports=ports,
+        log_level=log_level,
     )
-    bearerbox, smsbox = binary("bearerbox"), binary("smsbox")
-    assert bearerbox and smsbox, NOT_INSTALLED
     try:
-        with (directory / "bearerbox.log").open("wb") as log:
-            gateway.processes.append(
-                subprocess.Popen(
-                    [bearerbox, "-v", str(log_level), "kannel.conf"], cwd=directory, stdout=log, stderr=log
-                )
-            )
-        wait_until(lambda: port_open(ports["box"]), "bearerbox listens for smsbox")
-        with (directory / "smsbox.log").open("wb") as log:
-            gateway.processes.append(
-                subprocess.Popen([smsbox, "-v", str(log_level), "kannel.conf"], cwd=directory, stdout=log, stderr=log)
-            )
-        with gateway.mt_log.open("wb") as log:
-            fake = [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(ports["mt"]), "-i", "1", "-m", "0", "unused"]
-            gateway.processes.append(subprocess.Popen(fake, stdout=log, stderr=log))
-        wait_until(lambda: port_open(ports["sendsms"]), "smsbox serves sendsms")
-        wait_until(gateway.online, "the SMSC is connected")
+        _launch(gateway)
         yield gateway
     finally:
         _stop(gateway.processes)
+
+
+def _launch(gateway: Kannel) -> None:
+    """bearerbox, then smsbox, then fakesmsc as the SMSC; wait until messages can go through."""
+    ports, log_level, directory = gateway.ports, gateway.log_level, gateway.directory
+    bearerbox, smsbox = binary("bearerbox"), binary("smsbox")
+    assert bearerbox and smsbox, NOT_INSTALLED
+    with (directory / "bearerbox.log").open("ab") as log:
+        gateway.processes.append(
+            subprocess.Popen([bearerbox, "-v", str(log_level), "kannel.conf"], cwd=directory, stdout=log, stderr=log)
+        )
+    wait_until(lambda: port_open(ports["box"]), "bearerbox listens for smsbox")
+    with (directory / "smsbox.log").open("ab") as log:
+        gateway.processes.append(
+            subprocess.Popen([smsbox, "-v", str(log_level), "kannel.conf"], cwd=directory, stdout=log, stderr=log)
+        )
+    with gateway.mt_log.open("ab") as log:
+        fake = [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(ports["mt"]), "-i", "1", "-m", "0", "unused"]
+        gateway.processes.append(subprocess.Popen(fake, stdout=log, stderr=log))
+    wait_until(lambda: port_open(ports["sendsms"]), "smsbox serves sendsms")
+    wait_until(gateway.online, "the SMSC is connected")
