@@ -38,6 +38,8 @@ def sms_env(gateway: kannel.Kannel, notify_port: int, search_port: int) -> dict[
         "ALERT_QUIET_END": "00:00",
         "ALERT_PLAN_INTERVAL_S": "0.5",
         "ALERT_FLUSH_INTERVAL_S": "0.5",
+        "WEBHOOK_ALLOW_LOOPBACK_HTTP": "true",
+        "WEBHOOK_POLL_S": "0.2",
     }
 
 

@@ -66,6 +66,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             stack.push_async_callback(provider.aclose)
             supervisor = await stack.enter_async_context(supervised())
             counters = sms_counters(app)
+            for counter in (counters.sent, counters.failed, counters.throttled):
+                counter.labels(provider.name)  # each series exists from the start at 0, so rate() and alerts see it
             supervisor.start(
                 "sms-sender",
                 partial(sender.run_sender, pool, provider, settings, counters=counters, stop=supervisor.stop),
