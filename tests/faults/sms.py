@@ -17,6 +17,7 @@ from tests.faults.conftest import SECRET, FaultStack, eventually, fault_stack
 from tests.support import kannel
 
 GATEWAY_TOKEN = "test-gateway-token"
+CONNECT_TRIES = 60
 AREA = {"lat": 50.4501, "lon": 30.5234, "radius_m": 3000}
 
 
@@ -63,7 +64,15 @@ def fetch(url: str, query: str, *args: object) -> list[asyncpg.Record]:
     """Rows from one of the stack's databases."""
 
     async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(url)
+        # The server is shared with other test sessions: a moment with every connection taken is waited out.
+        for _ in range(CONNECT_TRIES):
+            try:
+                conn = await asyncpg.connect(url)
+                break
+            except asyncpg.TooManyConnectionsError:
+                await asyncio.sleep(0.5)
+        else:
+            conn = await asyncpg.connect(url)
         try:
             return await conn.fetch(query, *args)
         finally:
