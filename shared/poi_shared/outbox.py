@@ -8,12 +8,14 @@ from collections.abc import Sequence
 
 import asyncpg
 from nats.js import JetStreamContext
+from opentelemetry import propagate, trace
 
 from poi_shared import db
 from poi_shared.envelope import OutgoingMessage
 from poi_shared.jetstream import publish
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 # One relay publishes at a time per service database, so each subject keeps its order. It holds this session-level
 # advisory lock on its own connection, never a transaction across publishing: inserts, vacuum and the other
 # replicas' relays are not held up by a slow broker. Giving the connection back to the pool releases the lock (the
@@ -127,11 +129,20 @@ async def _publish_in_order(
 ) -> None:
     """Publish one subject's messages in order, noting each acknowledged id; stop at the first failure."""
     for row in rows:
-        try:
-            await publish(js, row["subject"], row["body"], json.loads(row["headers"]), timeout_s=timeout_s)
-        except Exception as exc:
-            log.warning("outbox publish to %s failed: %r", row["subject"], exc)
-            return
+        headers = json.loads(row["headers"])
+        # The relay's span is a child of the request that wrote the message, and the consumers' parent.
+        with tracer.start_as_current_span(
+            f"publish {headers.get('ce-type', row['subject'])}",
+            context=propagate.extract(headers),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": row["subject"]},
+        ):
+            propagate.inject(headers)
+            try:
+                await publish(js, row["subject"], row["body"], headers, timeout_s=timeout_s)
+            except Exception as exc:
+                log.warning("outbox publish to %s failed: %r", row["subject"], exc)
+                return
         acked.append(row["id"])
 
 

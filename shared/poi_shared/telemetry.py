@@ -59,6 +59,18 @@ def configure_logging(service: str, level: str) -> None:
         logger.propagate = not access_off
 
 
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, to store with work done later; None outside any trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def context_of(traceparent: str | None) -> context.Context | None:
+    """The trace context a stored traceparent names (None for none), to start a span under it."""
+    return propagate.extract({"traceparent": traceparent}) if traceparent else None
+
+
 def exporters() -> list[str]:
     """The span exporters OTEL_TRACES_EXPORTER names (none when unset or `none`)."""
     names = (name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(","))
@@ -116,7 +128,12 @@ class TraceContext:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not any(name == b"traceparent" for name, _ in scope["headers"]):
+        # A span already current (an instrumentation outside this middleware made it) is the request's context.
+        if (
+            scope["type"] != "http"
+            or not any(name == b"traceparent" for name, _ in scope["headers"])
+            or trace.get_current_span().get_span_context().is_valid
+        ):
             await self.app(scope, receive, send)
             return
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}

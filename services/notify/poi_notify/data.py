@@ -64,11 +64,12 @@ async def insert_sms(
     body: str,
     parts: int,
     not_before: datetime | None,
+    traceparent: str | None = None,
 ) -> UUID | None:
     """Queue a message unless its dedup key was queued before; the new id, or None."""
     return await conn.fetchval(
-        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before)
-           VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()))
+        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before, traceparent)
+           VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8)
            ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
         id,
         dedup_key,
@@ -77,6 +78,7 @@ async def insert_sms(
         body,
         parts,
         not_before,
+        traceparent,
     )
 
 
@@ -280,7 +282,7 @@ async def claim_due_sms(pool: asyncpg.Pool, *, claimer: UUID, limit: int) -> lis
                    attempts = CASE WHEN p.stopped_at > m.created_at THEN m.attempts ELSE m.attempts + 1 END
                FROM due, phones p
                WHERE m.id = due.id AND p.phone_hash = m.phone_hash
-               RETURNING m.id, m.phone_hash, m.kind, m.body, m.attempts, m.created_at, m.state, p.e164""",
+               RETURNING m.id, m.phone_hash, m.kind, m.body, m.attempts, m.created_at, m.state, m.traceparent, p.e164""",
             claimer,
             limit,
         )
@@ -471,16 +473,18 @@ async def queue_alert_change(
     change: str,
     urgent: bool,
     fuel_hours: float | None = None,
+    traceparent: str | None = None,
 ) -> None:
     """Leave a change for the planner, in the transaction that observed it."""
     await conn.execute(
-        """INSERT INTO alert_queue (point_id, status_version, change, urgent, fuel_hours)
-           VALUES ($1, $2, $3, $4, $5)""",
+        """INSERT INTO alert_queue (point_id, status_version, change, urgent, fuel_hours, traceparent)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
         point_id,
         status_version,
         change,
         urgent,
         fuel_hours,
+        traceparent,
     )
 
 
@@ -488,7 +492,7 @@ PLAN_ALERTS = """
 WITH batch AS (
     DELETE FROM alert_queue WHERE id IN (
         SELECT id FROM alert_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-    RETURNING point_id, status_version, change, urgent, fuel_hours,
+    RETURNING point_id, status_version, change, urgent, fuel_hours, traceparent,
               CASE WHEN change IN ('stale', 'low_fuel') THEN 'ops' ELSE 'alert' END AS channel
 ),
 changes AS (
@@ -500,7 +504,7 @@ changes AS (
     ORDER BY b.point_id, b.channel, b.status_version DESC
 ),
 point_hits AS (
-    SELECT s.phone_hash, c.point_id, c.change, c.status_version, c.urgent
+    SELECT s.phone_hash, c.point_id, c.change, c.status_version, c.urgent, c.traceparent
     FROM changes c JOIN subscriptions s ON s.kind = 'point' AND s.point_id = c.point_id
     WHERE c.channel = 'alert' AND s.point_id = ANY(ARRAY(SELECT point_id FROM changes))
 ),
@@ -532,19 +536,20 @@ area_hits AS (
     GROUP BY s.phone_hash
 ),
 ops_hits AS (
-    SELECT k.phone_hash, c.point_id, c.change, c.status_version, c.urgent, c.fuel_hours
+    SELECT k.phone_hash, c.point_id, c.change, c.status_version, c.urgent, c.fuel_hours, c.traceparent
     FROM changes c JOIN alert_contacts k ON starts_with(c.katotth, k.katotth_prefix)
     WHERE c.channel = 'ops'
 ),
 hits AS (
     -- One row per phone, channel and point; area news is one row per phone with no point.
     SELECT DISTINCT ON (phone_hash, channel, point_id) * FROM (
-        SELECT phone_hash, 'alert' AS channel, point_id, change, status_version, urgent, NULL::real AS fuel_hours
+        SELECT phone_hash, 'alert' AS channel, point_id, change, status_version, urgent, NULL::real AS fuel_hours,
+               traceparent
         FROM point_hits
         UNION ALL
-        SELECT phone_hash, 'alert', NULL, NULL, NULL, urgent, NULL FROM area_hits
+        SELECT phone_hash, 'alert', NULL, NULL, NULL, urgent, NULL, NULL FROM area_hits
         UNION ALL
-        SELECT phone_hash, 'ops', point_id, change, status_version, urgent, fuel_hours FROM ops_hits
+        SELECT phone_hash, 'ops', point_id, change, status_version, urgent, fuel_hours, traceparent FROM ops_hits
     ) all_hits
     ORDER BY phone_hash, channel, point_id
 ),
@@ -569,12 +574,14 @@ windows AS (
 ),
 recorded AS (
     INSERT INTO alert_changes AS a (phone_hash, channel, window_start, point_id, change, status_version,
-                                    fuel_hours)
-    SELECT h.phone_hash, h.channel, w.window_start, h.point_id, h.change, h.status_version, h.fuel_hours
+                                    fuel_hours, traceparent)
+    SELECT h.phone_hash, h.channel, w.window_start, h.point_id, h.change, h.status_version, h.fuel_hours,
+           h.traceparent
     FROM hits h JOIN windows w USING (phone_hash, channel)
     WHERE h.point_id IS NOT NULL
     ON CONFLICT (phone_hash, channel, window_start, point_id) DO UPDATE SET
-        change = EXCLUDED.change, status_version = EXCLUDED.status_version, fuel_hours = EXCLUDED.fuel_hours
+        change = EXCLUDED.change, status_version = EXCLUDED.status_version, fuel_hours = EXCLUDED.fuel_hours,
+        traceparent = EXCLUDED.traceparent
     WHERE a.status_version <= EXCLUDED.status_version
     RETURNING 1
 )
@@ -624,7 +631,7 @@ async def window_changes(
 ) -> list[asyncpg.Record]:
     """What the given windows' messages tell of single points, with each point's current public details."""
     return await conn.fetch(
-        """SELECT c.phone_hash, c.channel, c.point_id, c.change, c.fuel_hours,
+        """SELECT c.phone_hash, c.channel, c.point_id, c.change, c.fuel_hours, c.traceparent,
                   p.code, p.name_uk, p.name_en, p.address_uk, p.address_en, p.settlement, p.services, p.state,
                   p.visibility, p.retired
            FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS w(phone_hash, channel, window_start)
@@ -773,13 +780,15 @@ async def insert_sms_many(
     bodies: list[str],
     parts: list[int],
     not_befores: list[datetime | None],
+    traceparents: list[str | None],
 ) -> list[UUID]:
     """insert_sms for many messages; the ids of those whose dedup key was new."""
     rows = await conn.fetch(
-        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before)
-           SELECT id, dedup_key, phone_hash, kind, body, parts, coalesce(not_before, now())
+        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before, traceparent)
+           SELECT id, dedup_key, phone_hash, kind, body, parts, coalesce(not_before, now()), traceparent
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-                       $7::timestamptz[]) AS m(id, dedup_key, phone_hash, kind, body, parts, not_before)
+                       $7::timestamptz[], $8::text[])
+                AS m(id, dedup_key, phone_hash, kind, body, parts, not_before, traceparent)
            ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
         ids,
         dedup_keys,
@@ -788,6 +797,7 @@ async def insert_sms_many(
         bodies,
         parts,
         not_befores,
+        traceparents,
     )
     return [r["id"] for r in rows]
 

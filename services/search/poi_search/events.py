@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
+from opentelemetry import propagate, trace
 
 from poi_search.catalog.readmodel import ReadModel
 from poi_shared.contracts import PointState, StatusState, StreamSpec
 from poi_shared.envelope import Event, PoisonMessage, parse_message
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 HEAD_POLL_S = 1.0
 HEAD_TIMEOUT_S = 1.0
 CATCH_UP_POLL_S = 0.02  # how often a replica that asked for a head checks whether it got there
@@ -84,14 +86,22 @@ async def follow_stream(
 
     async def on_message(msg: Msg) -> None:  # the client calls it for one message at a time, in order
         seq = msg.metadata.sequence.stream
-        try:
-            event = parse_message(msg.headers, msg.data)
-            if apply(event, seq) and progress.confirmed_at is not None:
-                on_live_event((datetime.now(UTC) - event.time).total_seconds())
-        except PoisonMessage as exc:
-            log.error("search skips poison message %d on %s: %s", seq, msg.subject, exc)
-        except Exception:
-            log.exception("search skips message %d on %s it failed to apply", seq, msg.subject)
+        headers = msg.headers or {}
+        # A child of the producer's span (unsampled, so nearly free, unless the producer's trace is recorded).
+        with tracer.start_as_current_span(
+            f"apply {headers.get('ce-type', msg.subject)}",
+            context=propagate.extract(headers),
+            kind=trace.SpanKind.CONSUMER,
+            attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject},
+        ):
+            try:
+                event = parse_message(msg.headers, msg.data)
+                if apply(event, seq) and progress.confirmed_at is not None:
+                    on_live_event((datetime.now(UTC) - event.time).total_seconds())
+            except PoisonMessage as exc:
+                log.error("search skips poison message %d on %s: %s", seq, msg.subject, exc)
+            except Exception:
+                log.exception("search skips message %d on %s it failed to apply", seq, msg.subject)
         # The read model keeps what it applied, so after a resubscription the highest sequence still holds.
         progress.applied_seq = max(progress.applied_seq, seq)
 

@@ -28,6 +28,7 @@ from poi_notify.settings import NotifySettings
 from poi_notify.sms import service as sms
 from poi_shared import db
 from poi_shared.contracts import OpenState, PointState, StatusCause, StatusState
+from poi_shared.telemetry import current_traceparent
 from poi_shared.visibility import public_place
 
 KYIV = ZoneInfo("Europe/Kyiv")
@@ -106,6 +107,7 @@ async def observe_status(conn: asyncpg.Connection, status: StatusState, *, ops: 
             change=ops,
             urgent=True,
             fuel_hours=status.fuel_hours,
+            traceparent=current_traceparent(),
         )
     if previous is None:
         return
@@ -117,6 +119,7 @@ async def observe_status(conn: asyncpg.Connection, status: StatusState, *, ops: 
             status_version=status.version,
             change=change,
             urgent=is_urgent(change, status.cause),
+            traceparent=current_traceparent(),
         )
 
 
@@ -331,6 +334,9 @@ async def flush(pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime |
                         kind="ops" if w.channel == "ops" else "alert",
                         body=body,
                         dedup_key=dedup_key(w.channel, w.phone_hash, w.window_start),
+                        traceparent=next(
+                            (c["traceparent"] for c in changes[(w.phone_hash, w.channel)] if c["traceparent"]), None
+                        ),
                     )
                 )
             ids = await sms.enqueue_many(conn, [m for m in outgoing if m is not None])

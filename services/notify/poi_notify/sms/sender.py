@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
+from opentelemetry import trace
 from prometheus_client import Counter
 
 from poi_notify import data
@@ -18,8 +19,10 @@ from poi_notify.phones.service import mask
 from poi_notify.settings import NotifySettings
 from poi_notify.sms.providers import OutgoingSms, PermanentFailure, Provider, TemporaryFailure
 from poi_shared.errors import DEPENDENCY_ERRORS
+from poi_shared.telemetry import context_of
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,13 +88,20 @@ async def send_batch(
         message = OutgoingSms(id=row["id"], e164=row["e164"], body=row["body"])
         async with in_flight:
             await bucket.take()
-            try:
-                sent.append((message.id, await provider.send(message)))
-            except TemporaryFailure as exc:
-                retries.append((message.id, str(exc), backoff_s(row["attempts"], settings)))
-            except PermanentFailure as exc:
-                log.warning("SMS %s to %s refused: %s", message.id, mask(message.e164), exc)
-                failed.append((message.id, str(exc)))
+            # A child of what queued the message (an operator's report, a subscriber's request), when it was traced.
+            with tracer.start_as_current_span(
+                f"send sms {row['kind']}",
+                context=context_of(row["traceparent"]),
+                kind=trace.SpanKind.PRODUCER,
+                attributes={"sms.provider": provider.name, "sms.attempt": row["attempts"]},
+            ):
+                try:
+                    sent.append((message.id, await provider.send(message)))
+                except TemporaryFailure as exc:
+                    retries.append((message.id, str(exc), backoff_s(row["attempts"], settings)))
+                except PermanentFailure as exc:
+                    log.warning("SMS %s to %s refused: %s", message.id, mask(message.e164), exc)
+                    failed.append((message.id, str(exc)))
 
     await asyncio.gather(*(one(row) for row in claimed if row["state"] == "sending"))
     if sent:

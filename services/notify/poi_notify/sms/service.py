@@ -8,6 +8,7 @@ import asyncpg
 
 from poi_notify import data
 from poi_notify.sms import text
+from poi_shared.telemetry import current_traceparent
 
 # Kinds that may go to a number that has not confirmed: the code itself, and answers to a text it sent us.
 UNCONFIRMED_KINDS = frozenset({"confirmation", "reply", "lookup"})
@@ -46,6 +47,7 @@ async def enqueue(
         body=body,
         parts=count,
         not_before=not_before,
+        traceparent=current_traceparent(),
     )
 
 
@@ -61,6 +63,7 @@ class Outgoing:
     body: str
     dedup_key: str
     not_before: datetime | None = None
+    traceparent: str | None = None  # of the event that caused it (its send span joins that trace)
 
 
 async def enqueue_many(conn: asyncpg.Connection, messages: list[Outgoing]) -> list[uuid.UUID | None]:
@@ -93,6 +96,7 @@ async def enqueue_many(conn: asyncpg.Connection, messages: list[Outgoing]) -> li
             bodies=[r[2] for r in rows],
             parts=[r[3] for r in rows],
             not_befores=[r[1].not_before for r in rows],
+            traceparents=[r[1].traceparent for r in rows],
         )
     )
     ids: dict[str, uuid.UUID] = {r[1].dedup_key: r[0] for r in rows if r[0] in inserted}
