@@ -21,7 +21,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from poi_cli import stack
+from poi_notify.app import _webhook_client
 from poi_notify.app import create_app as create_notify
+from poi_notify.webhooks import delivery
 from poi_shared.auth import issue_token
 from poi_shared.models import MAX_BODY_BYTES
 from tests.conftest import drop_namespace
@@ -291,7 +293,11 @@ def test_api5_every_notify_write_has_its_role_public_ones_are_listed_and_callbac
 ) -> None:
     document = notify.app.openapi()  # type: ignore[attr-defined]
     others = {
-        "admin": [bearer("integrator"), bearer("coordinator", katotth=["UA80"]), bearer("operator", points=[str(uuid.uuid4())])],
+        "admin": [
+            bearer("integrator"),
+            bearer("coordinator", katotth=["UA80"]),
+            bearer("operator", points=[str(uuid.uuid4())]),
+        ],
         "integrator": [bearer("admin"), bearer("coordinator", katotth=["UA80"])],
     }
     for path, item in document["paths"].items():
@@ -396,3 +402,84 @@ def test_api7_webhook_urls_to_internal_addresses_are_refused(notify_client: Test
     response = notify_client.post("/v1/webhooks", json={"url": url, "event_types": [CHANGED]}, headers=owner)
     assert response.status_code == 422, f"{url}: {response.status_code}"
     assert notify_client.get("/v1/webhooks", headers=owner).json()["items"] == []
+
+
+# API10:2023 Unsafe Consumption of APIs
+
+
+def test_api10_a_webhook_receiver_answering_slowly_hugely_or_with_a_redirect_is_bounded(
+    infra: stack.Infrastructure, routes_namespace: str, database_urls: dict[str, str], receiver: Receiver
+) -> None:
+    settings = notify_settings(
+        infra, routes_namespace, database_urls, webhook_allow_loopback_http=True, webhook_timeout_s=1
+    )
+
+    async def attempts() -> dict[str, delivery.Attempt]:
+        async with _webhook_client(settings) as client:
+            return {
+                path: await delivery.post(
+                    client, url=f"{receiver.url}{path}", secret="s", delivery_id="d", body=b"{}", settings=settings
+                )
+                for path in ("/slow", "/huge", "/redirect")
+            }
+
+    answers = asyncio.run(attempts())
+    assert answers["/slow"].status is None and "no answer within 1s" in str(answers["/slow"].error)
+    assert answers["/huge"].delivered, "only the status counts; the body is cut at webhook_response_max_bytes"
+    assert not answers["/redirect"].delivered and answers["/redirect"].status == 307
+    assert receiver.hits == ["/slow", "/huge", "/redirect"], "the redirect (to the metadata address) is not followed"
+
+
+class FakeKannel:
+    """An HTTP server where Kannel's sendsms would be, answering what the test sets."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, bytes] = (503, b"Service Unavailable")
+        self.calls = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.calls += 1
+                status, body = owner.answer
+                self.send_response(status)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_api10_kannel_answering_5xx_or_garbage_leaves_the_sms_queued_until_it_accepts(fresh: Fresh) -> None:
+    kannel = FakeKannel()
+    try:
+        client, url = fresh(
+            kannel_url=kannel.url,
+            kannel_username="test-user",
+            kannel_password="test-password",
+            sms_retry_initial_s=0.05,
+            sms_retry_max_s=0.1,
+        )
+        assert client.post("/v1/subscriptions", json={"phone": new_number(), "area": KYIV}).status_code == 202
+
+        def code() -> asyncpg.Record | None:
+            rows = fetch(url, "SELECT state, attempts, last_error FROM sms_messages WHERE kind = 'confirmation'")
+            return rows[0] if rows else None
+
+        failed = eventually(lambda: (row := code()) and row["attempts"] >= 1 and row["last_error"] and row, "503")
+        assert failed["state"] == "queued" and "503" in failed["last_error"]
+        tries = failed["attempts"]
+        kannel.answer = (200, b"<html>Welcome to the hotel Wi-Fi</html>")
+        garbage = eventually(lambda: (row := code()) and "acceptance" in (row["last_error"] or "") and row, "garbage")
+        assert garbage["state"] == "queued" and garbage["attempts"] > tries, "retried, not lost, not marked sent"
+        kannel.answer = (202, b"0: Accepted for delivery")
+        eventually(lambda: (row := code()) and row["state"] == "sent", "sent once Kannel accepts")
+        assert fetch(url, "SELECT count(*) AS n FROM sms_messages")[0]["n"] == 1
+    finally:
+        kannel.server.shutdown()
+        kannel.server.server_close()

@@ -126,7 +126,11 @@ class KannelProvider:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TemporaryFailure(f"gateway unreachable: {exc!r}") from exc
         if status in (200, 202):
-            return str(message.id)
+            # Kannel answers "0: Accepted for delivery" or "3: Queued for later delivery". Anything else (a proxy's
+            # page, a captive portal) is no acceptance: the message waits and goes again, never marked sent.
+            if body.lstrip().startswith(("0:", "3:")):
+                return str(message.id)
+            raise TemporaryFailure(f"gateway answered {status} with no Kannel acceptance: {body.strip()[:100]!r}")
         reason = f"gateway answered {status}: {body.strip()[:200]}"
         if status >= 500 or status == 429:
             raise TemporaryFailure(reason)
