@@ -282,7 +282,8 @@ async def claim_due_sms(pool: asyncpg.Pool, *, claimer: UUID, limit: int) -> lis
                    attempts = CASE WHEN p.stopped_at > m.created_at THEN m.attempts ELSE m.attempts + 1 END
                FROM due, phones p
                WHERE m.id = due.id AND p.phone_hash = m.phone_hash
-               RETURNING m.id, m.phone_hash, m.kind, m.body, m.attempts, m.created_at, m.state, m.traceparent, p.e164""",
+               RETURNING m.id, m.phone_hash, m.kind, m.body, m.attempts, m.created_at, m.state, m.traceparent,
+                   p.e164""",
             claimer,
             limit,
         )
