@@ -1,5 +1,6 @@
 """One point through all four services: registered, found, reported open, observed by notify exactly once."""
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -252,13 +253,15 @@ async def test_one_trace_from_report_to_event(services: RunningStack) -> None:
 
         async def published() -> Any:
             try:
-                return await js.get_last_msg(
+                last = await js.get_last_msg(
                     STATUS.stream_name(services.namespace), STATUS.subject(services.namespace, point_id)
                 )
             except nats.js.errors.NotFoundError:
                 return None
+            # Status may publish the point's first (unknown) status when it learns of it: wait for the report's.
+            return last if json.loads(last.data)["version"] == response.json()["version"] else None
 
-        message = await _eventually_async(published, "the status event is published")
+        message = await _eventually_async(published, "the report's status event is published")
     finally:
         await nc.close()
     assert message.headers["traceparent"].split("-")[1] == trace_id
