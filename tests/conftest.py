@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import nats
 import pytest
+import redis.asyncio as redis
 
 from poi_cli import embedded, stack
 from poi_search.data import keys_bucket
@@ -97,7 +98,7 @@ def namespace(infra: stack.Infrastructure) -> Iterator[str]:
 
 
 async def drop_namespace(infra: stack.Infrastructure, ns: str) -> None:
-    """Remove a namespace's databases and streams."""
+    """Remove a namespace's databases, streams and Redis keys."""
     conn = await asyncpg.connect(infra.database_url)
     try:
         for name in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", f"{ns}\\_%"):
@@ -115,6 +116,12 @@ async def drop_namespace(infra: stack.Infrastructure, ns: str) -> None:
                 pass
     finally:
         await nc.close()
+    cache = redis.Redis.from_url(infra.redis_url)
+    try:
+        async for key in cache.scan_iter(f"{ns}:*"):
+            await cache.delete(key)
+    finally:
+        await cache.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -64,12 +63,6 @@ def routes_namespace(infra: stack.Infrastructure, namespace: str) -> Iterator[st
     ns = f"{namespace}r"
     yield ns
     asyncio.run(drop_namespace(infra, ns))
-    cache = redis.Redis.from_url(infra.redis_url)
-    try:
-        for key in cache.scan_iter(f"{ns}:*"):
-            cache.delete(key)
-    finally:
-        cache.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,6 @@ from typing import Any
 
 import nats
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from poi_cli import stack
@@ -52,12 +51,6 @@ def search_namespace(infra: stack.Infrastructure, namespace: str) -> Iterator[st
     ns = f"{namespace}s"
     yield ns
     asyncio.run(drop_namespace(infra, ns))
-    cache = redis.Redis.from_url(infra.redis_url)
-    try:
-        for key in cache.scan_iter(f"{ns}:*"):
-            cache.delete(key)
-    finally:
-        cache.close()
 
 
 def search_settings(infra: stack.Infrastructure, namespace: str, **changes: Any) -> SearchSettings:
