@@ -96,7 +96,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 handler=partial(events.handle_status_event, pool),
             )
             supervisor.prune_inbox(pool, settings, consumer=events.STATUS_CONSUMER)
-            # --- alerts (N2): points and status events in, planner and flusher loops ---
+            # --- alerts: points and status events in, planner and flusher loops ---
             supervisor.consume(
                 js,
                 settings,
@@ -154,7 +154,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     return app
 
 
-# --- Webhooks (N3) ---
+# --- Webhooks ---
 
 
 @asynccontextmanager

@@ -396,7 +396,7 @@ async def sms_of_phone(pool: asyncpg.Pool, phone_hash: str) -> list[asyncpg.Reco
         )
 
 
-# --- Alerts (N2): points as the registry announced them, status changes, windows and their changes ---
+# --- Alerts: points as the registry announced them, status changes, windows and their changes ---
 
 
 async def upsert_alert_point(
@@ -691,7 +691,7 @@ async def close_windows(
     )
 
 
-# --- Alerts (N2): coordinator contacts ---
+# --- Alerts: coordinator contacts ---
 
 
 async def add_contact(
@@ -759,7 +759,7 @@ async def remove_contact(conn: asyncpg.Connection, contact_id: UUID) -> bool:
     return True
 
 
-# --- SMS, many at once (N2: used by sms.service.enqueue_many) ---
+# --- SMS, many at once (sms.service.enqueue_many) ---
 
 
 async def phones_for_sending(conn: asyncpg.Connection, phone_hashes: list[str]) -> list[asyncpg.Record]:

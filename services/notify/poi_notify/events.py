@@ -33,7 +33,7 @@ async def handle_status_event(pool: asyncpg.Pool, event: Event) -> None:
         )
 
 
-# --- Alerts (N2): registry point events and status events for alerts ---
+# --- Alerts: registry point events and status events for alerts ---
 
 POINTS_CONSUMER = "notify-points"
 STATUS_ALERTS_CONSUMER = "notify-alerts"

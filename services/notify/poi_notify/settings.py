@@ -64,7 +64,7 @@ class NotifySettings(DatabaseServiceSettings):
     sms_dlr_buffer_max: int = Field(default=200_000, ge=100)
     # A message claimed longer ago than this by a process that died is marked 'unknown', never sent again.
     sms_sending_lease_s: float = Field(default=300.0, ge=30)
-    # --- alerts (N2): windows, quiet hours, planner and flusher ---
+    # --- Alerts: windows, quiet hours, planner and flusher ---
     # Never two messages to one phone within this many seconds: changes in between are merged into one.
     alert_window_s: int = Field(default=900, ge=60, le=86_400)
     # The first change of a window waits this long for more (an area switching on is hundreds of events).
@@ -80,7 +80,7 @@ class NotifySettings(DatabaseServiceSettings):
     alert_flush_interval_s: float = Field(default=2.0, gt=0)
     alert_flush_batch: int = Field(default=2000, ge=1, le=50_000)
 
-    # --- Webhooks for integrators (N3) ---
+    # --- Webhooks for integrators ---
     # Development and tests only: also allow http:// and loopback addresses (never private or link-local ones).
     webhook_allow_loopback_http: bool = False
     # The whole of one delivery (connect, TLS, send, status line, capped body) must finish within this.
@@ -100,7 +100,7 @@ class NotifySettings(DatabaseServiceSettings):
     # Delivered and dead deliveries are forgotten this long after they were queued (dead ones can be replayed until).
     webhook_retention_s: float = Field(default=30 * 24 * 3600.0, ge=3600)
 
-    # --- SMS lookup (N3) ---
+    # --- SMS lookup ---
     # The search service lookups ask (nearest and text search).
     search_url: str = "http://127.0.0.1:8003"
     search_timeout_s: float = Field(default=5.0, gt=0, le=30)

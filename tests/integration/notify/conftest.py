@@ -92,7 +92,7 @@ async def add_phone(
     stopped: bool = False,
     latin: bool = False,
 ) -> str:
-    """A number as N1's subscription flow leaves it; its phone_hash."""
+    """A number as the subscription flow leaves it; its phone_hash."""
     digits = f"{secrets.randbelow(10**7):07d}"
     phone_hash = secrets.token_hex(16)
     await pool.execute(

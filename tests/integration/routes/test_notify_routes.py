@@ -72,7 +72,7 @@ def test_bad_parameters_are_422_naming_them(
     assert_problem(response, 422, field=location)
 
 
-# --- Coordinator contacts (N2) ---
+# --- Coordinator contacts ---
 
 
 def test_admin_registers_lists_and_removes_a_contact(notify_client: TestClient, bearer: Bearer) -> None:

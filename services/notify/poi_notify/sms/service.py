@@ -51,7 +51,7 @@ async def enqueue(
     )
 
 
-# --- Many at once (N2: alerts flush thousands of windows per transaction) ---
+# --- Many at once (alerts flush thousands of windows per transaction) ---
 
 
 @dataclass(frozen=True, slots=True)
