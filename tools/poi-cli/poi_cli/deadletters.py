@@ -3,8 +3,7 @@
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, TypeVar
@@ -202,7 +201,7 @@ def _run(nats_url: str | None, namespace: str, port_offset: int, work: Callable[
     url = nats_url or f"nats://127.0.0.1:{stack.EMBEDDED_PORTS['nats'] + port_offset}"
 
     async def go() -> T:
-        async with _jetstream(url) as js:
+        async with stack.command_jetstream(url, name="poi-deadletters") as js:
             try:
                 await js.stream_info(DEAD_LETTERS.stream_name(namespace))
             except NotFoundError:
@@ -216,25 +215,3 @@ def _run(nats_url: str | None, namespace: str, port_offset: int, work: Callable[
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         console.print(f"[red]cannot reach NATS at {url}: {exc!r}[/]")
     raise typer.Exit(1)
-
-
-@asynccontextmanager
-async def _jetstream(url: str) -> AsyncIterator[JetStreamContext]:
-    """A short-lived connection for one command."""
-
-    async def quiet(error: Exception) -> None:
-        """The command reports the final error itself, once."""
-
-    nc = await nats.connect(
-        url,
-        name="poi-deadletters",
-        connect_timeout=3,
-        allow_reconnect=False,
-        max_reconnect_attempts=1,
-        reconnect_time_wait=0.5,
-        error_cb=quiet,
-    )
-    try:
-        yield nc.jetstream()
-    finally:
-        await nc.close()

@@ -101,22 +101,8 @@ def _run(nats_url: str | None, namespace: str, port_offset: int, work: Callable[
     url = nats_url or f"nats://127.0.0.1:{stack.EMBEDDED_PORTS['nats'] + port_offset}"
 
     async def go() -> T:
-        async def quiet(error: Exception) -> None:
-            """The command reports the final error itself, once."""
-
-        nc = await nats.connect(
-            url,
-            name="poi-keys",
-            connect_timeout=3,
-            allow_reconnect=False,
-            max_reconnect_attempts=1,
-            reconnect_time_wait=0.5,
-            error_cb=quiet,
-        )
-        try:
-            return await work(await data.open_keys(nc.jetstream(), namespace))
-        finally:
-            await nc.close()
+        async with stack.command_jetstream(url, name="poi-keys") as js:
+            return await work(await data.open_keys(js, namespace))
 
     try:
         return asyncio.run(go())

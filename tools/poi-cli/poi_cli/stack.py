@@ -11,12 +11,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import httpx
+import nats
 import psutil
+from nats.js import JetStreamContext
 
 from poi_cli import embedded
 from poi_notify.app import MIGRATIONS as NOTIFY_MIGRATIONS
@@ -273,3 +277,25 @@ def stop_services(processes: dict[str, subprocess.Popen[bytes]], timeout_s: floa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@asynccontextmanager
+async def command_jetstream(url: str, *, name: str) -> AsyncIterator[JetStreamContext]:
+    """A short-lived JetStream connection for one CLI command, which reports the final error itself."""
+
+    async def quiet(error: Exception) -> None:
+        """The command reports the final error itself, once."""
+
+    nc = await nats.connect(
+        url,
+        name=name,
+        connect_timeout=3,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.5,
+        error_cb=quiet,
+    )
+    try:
+        yield nc.jetstream()
+    finally:
+        await nc.close()
