@@ -16,16 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
-import nats
 import pytest
 import yaml
 
 from poi_cli import embedded, stack
 from poi_shared import db
 from poi_shared.auth import issue_token
-from poi_shared.contracts import STREAMS
+from tests.conftest import drop_namespace
 
 pytestmark = pytest.mark.e2e
 
@@ -70,28 +68,10 @@ def argv(command: list[str], port: int) -> list[str]:
 
 @pytest.fixture
 def k8s_namespace(infra: stack.Infrastructure) -> Iterator[str]:
-    """A namespace (databases, streams) of this test's own, removed at the end."""
+    """A namespace (databases, streams, key bucket, Redis keys) of this test's own, removed at the end."""
     ns = f"k{secrets.token_hex(4)}"
     yield ns
-    asyncio.run(_drop(infra, ns))
-
-
-async def _drop(infra: stack.Infrastructure, ns: str) -> None:
-    server = await asyncpg.connect(infra.database_url)
-    try:
-        for service in stack.DATABASE_SERVICES:
-            await server.execute(f'DROP DATABASE IF EXISTS "{stack.database_name(ns, service)}" WITH (FORCE)')
-    finally:
-        await server.close()
-    conn = await nats.connect(infra.nats_url)
-    try:
-        for spec in STREAMS:
-            try:
-                await conn.jetstream().delete_stream(spec.stream_name(ns))
-            except nats.js.errors.NotFoundError:
-                pass
-    finally:
-        await conn.close()
+    asyncio.run(drop_namespace(infra, ns))
 
 
 def test_pods_migrate_serve_their_probes_take_dev_tokens_and_stop_on_sigterm(
