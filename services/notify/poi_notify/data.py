@@ -493,7 +493,7 @@ PLAN_ALERTS = """
 WITH batch AS (
     DELETE FROM alert_queue WHERE id IN (
         SELECT id FROM alert_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-    RETURNING point_id, status_version, change, urgent, fuel_hours, traceparent,
+    RETURNING point_id, status_version, change, urgent, fuel_hours, traceparent, queued_at,
               CASE WHEN change IN ('stale', 'low_fuel') THEN 'ops' ELSE 'alert' END AS channel
 ),
 changes AS (
@@ -505,12 +505,15 @@ changes AS (
     ORDER BY b.point_id, b.channel, b.status_version DESC
 ),
 point_hits AS (
+    -- A change that came before the subscription is no news to it (the subscriber saw that state when they
+    -- subscribed), however late the planner runs.
     SELECT s.phone_hash, c.point_id, c.change, c.status_version, c.urgent, c.traceparent
     FROM changes c JOIN subscriptions s ON s.kind = 'point' AND s.point_id = c.point_id
     WHERE c.channel = 'alert' AND s.point_id = ANY(ARRAY(SELECT point_id FROM changes))
+      AND s.created_at <= c.queued_at
 ),
 opened AS (
-    SELECT point_id, change, status_version, urgent, lat, lon, cell, services FROM changes
+    SELECT point_id, change, status_version, urgent, lat, lon, cell, services, queued_at FROM changes
     WHERE channel = 'alert' AND change IN ('opened', 'places_again')
 ),
 area_hits AS (
@@ -529,7 +532,7 @@ area_hits AS (
           SELECT 1 FROM alert_windows w
           WHERE w.phone_hash = s.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL
             AND (w.urgent OR NOT (SELECT coalesce(bool_or(urgent), false) FROM opened)))
-      AND s.services <@ c.services
+      AND s.services <@ c.services AND s.created_at <= c.queued_at
       -- Haversine, in metres (mean Earth radius).
       AND 2 * 6371008.8 * asin(sqrt(
             power(sin(radians(c.lat - s.lat) / 2), 2)

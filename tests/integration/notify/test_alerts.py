@@ -231,6 +231,21 @@ async def test_status_before_the_point_is_known_alerts_once_it_is(pool: asyncpg.
     assert (await messages(pool))[0]["body"] == "ЗАЧИНЕНО: Ліцей №5, вул. Нова, 9, Київ"
 
 
+async def test_a_change_before_the_subscription_is_no_news_to_it(pool: asyncpg.Pool) -> None:
+    point = await learn(pool, point_state())
+    await report(pool, point.id, 1, "open")
+    late = await add_phone(pool)
+    await subscribe_point(pool, late, point.id)
+    nearby = await add_phone(pool)
+    await subscribe_area(pool, nearby, point.lat, point.lon, 2_000)
+    await alerts.plan(pool, SETTINGS, now=NOON + timedelta(hours=1))
+    assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(hours=1, minutes=1)) == 0, "both came after it"
+    await report(pool, point.id, 2, "closed")
+    await alerts.plan(pool, SETTINGS, now=NOON + timedelta(hours=2))
+    assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(hours=2, minutes=1)) == 1
+    assert [m["body"].split(":")[0] for m in await messages(pool)] == ["ЗАЧИНЕНО"]
+
+
 async def test_unconfirmed_stopped_and_latin_numbers(pool: asyncpg.Pool) -> None:
     point = await learn(pool, point_state())
     unconfirmed = await add_phone(pool, confirmed=False)
