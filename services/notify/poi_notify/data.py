@@ -399,6 +399,17 @@ async def sms_of_phone(pool: asyncpg.Pool, phone_hash: str) -> list[asyncpg.Reco
 # --- Alerts: points as the registry announced them, status changes, windows and their changes ---
 
 
+async def point_is_public(conn: asyncpg.Connection, point_id: UUID) -> bool:
+    """Whether notify knows the point as one the public may be told of (registered, not retired, not hidden)."""
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM alert_points
+                              WHERE id = $1 AND known AND NOT retired AND visibility <> 'hidden')""",
+            point_id,
+        )
+    )
+
+
 async def upsert_alert_point(
     conn: asyncpg.Connection,
     *,

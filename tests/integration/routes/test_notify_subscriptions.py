@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +24,15 @@ from poi_notify.app import create_app as create_notify
 from poi_notify.cells import cells_covering
 from poi_notify.phones.service import phone_hash
 from poi_notify.sms import service as sms
-from tests.integration.routes.conftest import GATEWAY_TOKEN, assert_problem, eventually, notify_settings, serve
+from tests.integration.routes.conftest import (
+    GATEWAY_TOKEN,
+    Bearer,
+    assert_problem,
+    eventually,
+    notify_settings,
+    register_point,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
 KEY = SecretStr("test-phone-key")
@@ -107,16 +116,38 @@ def test_an_area_subscription_waits_for_its_code_then_is_active(
     assert "no valid code" in assert_problem(again, 409)["detail"]
 
 
+def known_to_notify(registry_client: TestClient, bearer: Bearer, database_urls: dict[str, str], **changes: Any) -> str:
+    """A point registered as an admin, once notify has heard of it; its id."""
+    point_id = register_point(registry_client, bearer, **changes)["id"]
+    sql = "SELECT 1 FROM alert_points WHERE id = $1 AND known"
+    eventually(lambda: fetch(database_urls, sql, uuid.UUID(point_id)), "notify learns the point")
+    return point_id
+
+
 def test_a_point_subscription_from_a_national_number_in_english(
-    notify_client: TestClient, database_urls: dict[str, str]
+    notify_client: TestClient, registry_client: TestClient, bearer: Bearer, database_urls: dict[str, str]
 ) -> None:
+    point_id = known_to_notify(registry_client, bearer, database_urls)
     e164 = new_number()
     national = "0" + e164[4:6] + " " + e164[6:9] + " " + e164[9:]
-    point_id = "7c0e2f4e-8a4b-4d4e-9a55-2a3f7d7a1c11"
     accepted = subscribe(notify_client, national, area=None, point_id=point_id, language="en", latin=False)
     state = notify_client.get(f"/v1/subscriptions/{accepted['id']}").json()
     assert state["kind"] == "point" and state["point_id"] == point_id and state["language"] == "en"
     assert messages(database_urls, e164)[0]["body"].startswith("Points of Invincibility code: ")
+
+
+def test_no_subscription_to_a_point_nobody_may_follow(
+    notify_client: TestClient, registry_client: TestClient, bearer: Bearer, database_urls: dict[str, str]
+) -> None:
+    hidden = known_to_notify(registry_client, bearer, database_urls, visibility="hidden")
+    unknown = str(uuid.uuid4())
+    details = set()
+    for point_id in (unknown, hidden):
+        e164 = new_number()
+        refused = notify_client.post("/v1/subscriptions", json={"phone": e164, "point_id": point_id})
+        details.add(assert_problem(refused, 422, field="body.point_id")["detail"].replace(point_id, "…"))
+        assert messages(database_urls, e164) == [], "no code is spent on it"
+    assert len(details) == 1, "a hidden point is refused exactly as an unknown one"
 
 
 def example(region: str, kind: int) -> str:

@@ -25,6 +25,10 @@ class NumberStopped(Exception):
     """The number sent STOP: nothing is sent to it, a code included, until it sends START."""
 
 
+class UnknownPoint(Exception):
+    """No point the public may follow has this id (never registered, retired, hidden, or not heard of yet)."""
+
+
 class TooManySubscriptions(Exception):
     """The number has as many subscriptions as allowed."""
 
@@ -109,6 +113,9 @@ async def subscribe(
         assert target.lat is not None and target.lon is not None and target.radius_m is not None
         kind, covering = "area", cells.cells_covering(target.lat, target.lon, target.radius_m)
     async with db.connection(pool) as conn, conn.transaction():
+        # Checked before any code goes out: a subscription no alert could ever reach is an SMS spent for nothing.
+        if target.point_id is not None and not await data.point_is_public(conn, target.point_id):
+            raise UnknownPoint()
         await data.ensure_phone(conn, phone_hash=phone_hash, e164=e164, language=language, latin=latin)
         number = await data.phone(conn, phone_hash)
         assert number is not None

@@ -97,6 +97,13 @@ async def subscribe(request: Request, body: SubscribeRequest) -> Accepted:
             target=target,
             services=[s.value for s in body.services],
         )
+    except service.UnknownPoint as exc:
+        # One answer for unknown, retired and hidden points: it must not tell which hidden points exist.
+        raise invalid(
+            ("body", "point_id"),
+            f"no public point {body.point_id} (a point registered a moment ago may take a few seconds to be known)",
+            "unknown_point",
+        ) from exc
     except service.NumberStopped as exc:
         raise HTTPException(409, "this number sent STOP: text START to the service's number first") from exc
     except service.TooManySubscriptions as exc:
