@@ -4,6 +4,9 @@ Kannel alone taking the same messages straight to its sendsms interface.
 Notify runs as its own process (as `poi run` starts it) on the PostgreSQL of POI_DATABASE_URL or an embedded one;
 Kannel (bearerbox, smsbox, fakesmsc) on loopback. Both runs ask for every delivery report (dlr-mask 31) and both
 send the reports to notify, which records them. Target: at least 1,000 SMS/s end to end through notify.
+
+Settings: BENCH_SMS (20,000), BENCH_SMS_CONCURRENCY (32: Kannel alone's connections, and notify's sms_concurrency
+unless BENCH_NOTIFY_CONCURRENCY says otherwise), BENCH_NOTIFY_WORKERS (2), BENCH_SMS_DLR_MASK (31).
 """
 
 import asyncio
@@ -211,7 +214,7 @@ def main() -> None:
                         "POI_NOTIFY_KANNEL_PASSWORD": kannel.LOGIN[1],
                         "POI_NOTIFY_GATEWAY_CALLBACK_URL": f"http://127.0.0.1:{port}",
                         "POI_NOTIFY_SMS_RATE_PER_S": os.environ.get("BENCH_SMS_RATE", "100000"),
-                        "POI_NOTIFY_SMS_CONCURRENCY": str(CONCURRENCY),
+                        "POI_NOTIFY_SMS_CONCURRENCY": os.environ.get("BENCH_NOTIFY_CONCURRENCY", str(CONCURRENCY)),
                         "POI_NOTIFY_SMS_BATCH": "1000",
                         "POI_NOTIFY_DB_POOL_MAX": "20",
                         "POI_NOTIFY_SMS_DLR_MASK": DLR_MASK,
