@@ -77,7 +77,12 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             supervisor.start(
                 "sms-dlr-writer",
                 partial(
-                    reports.run_writer, pool, dlr_buffer, interval_s=settings.sms_dlr_flush_s, stop=supervisor.stop
+                    reports.run_writer,
+                    pool,
+                    dlr_buffer,
+                    interval_s=settings.sms_dlr_flush_s,
+                    hold_s=settings.sms_dlr_hold_s,
+                    stop=supervisor.stop,
                 ),
             )
             supervisor.every(

@@ -61,6 +61,9 @@ class NotifySettings(DatabaseServiceSettings):
     sms_send_timeout_s: float = Field(default=10.0, gt=0)
     # Delivery reports are written in batches this often; at most this many wait (the database down): then 503s.
     sms_dlr_flush_s: float = Field(default=0.05, gt=0, le=60)
+    # How long a report that settles nothing (accepted, queued at the SMSC) waits for the final one before it is
+    # written on its own.
+    sms_dlr_hold_s: float = Field(default=1.0, ge=0, le=60)
     sms_dlr_buffer_max: int = Field(default=200_000, ge=100)
     # A message claimed longer ago than this by a process that died is marked 'unknown', never sent again.
     sms_sending_lease_s: float = Field(default=300.0, ge=30)

@@ -33,3 +33,12 @@ def test_the_buffer_refuses_reports_beyond_its_bound_as_a_dependency_outage() ->
     with pytest.raises(DependencyUnavailable):
         reports.take(buffer, id=uuid.uuid4(), dlr_type=1)
     assert len(buffer.pending) == 2
+
+
+def test_a_report_that_settles_nothing_waits_for_the_final_one_then_goes_alone() -> None:
+    delivered, waiting, old = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    taken = [report(old, 8, 0), report(delivered, 8, 9), report(waiting, 4, 9), report(delivered, 1, 10)]
+    write, hold = reports.due(taken, now=AT + timedelta(seconds=10), hold_s=5)
+    assert write == [taken[0], taken[1], taken[3]], "the old report alone, and the delivered message's pair at once"
+    assert hold == [taken[2]]
+    assert reports.due(taken, now=AT + timedelta(seconds=10), hold_s=0) == (taken, []), "stopping: all of them"

@@ -3,13 +3,14 @@
 Kannel calls back twice per message (accepted by the SMSC, then delivered) and never retries a callback that failed:
 a report must be taken at once and cheaply, not with a database round trip per callback while the sender competes
 for the same process. Reports written late by a few tens of milliseconds lose nothing; one lost is a message whose
-fate nobody learns.
+fate nobody learns. A report that settles nothing (accepted, queued at the SMSC) waits up to hold_s for its
+message's final one, so a message delivered at once costs the database one write, not two.
 """
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -69,11 +70,29 @@ def merge(reports: list[Report]) -> dict[UUID, Settled]:
     return merged
 
 
-async def flush(pool: asyncpg.Pool, buffer: ReportBuffer) -> int:
-    """Write every report taken so far in one statement; how many messages it named. Reports stay on failure."""
+def due(reports: list[Report], *, now: datetime, hold_s: float) -> tuple[list[Report], list[Report]]:
+    """(to write now, to hold back): a report that settles nothing waits hold_s for its message's final one."""
+    settled = {r.id for r in reports if r.dlr_type in FINAL_STATES}
+    cutoff = now - timedelta(seconds=hold_s)
+    write: list[Report] = []
+    hold: list[Report] = []
+    for report in reports:
+        (write if report.id in settled or report.at <= cutoff else hold).append(report)
+    return write, hold
+
+
+async def flush(pool: asyncpg.Pool, buffer: ReportBuffer, *, hold_s: float = 0.0) -> int:
+    """Write the reports taken so far (but those held back) in one statement; how many messages it named.
+
+    Reports stay on failure.
+    """
     if not buffer.pending:
         return 0
-    reports, buffer.pending = buffer.pending, []
+    # A message's reports are either all written or all held (those held are its latest), so each message's
+    # reports stay in the order they came, whatever fails.
+    reports, buffer.pending = due(buffer.pending, now=datetime.now(UTC), hold_s=hold_s)
+    if not reports:
+        return 0
     merged = merge(reports)
     try:
         known = await data.record_delivery_reports(
@@ -84,21 +103,23 @@ async def flush(pool: asyncpg.Pool, buffer: ReportBuffer) -> int:
             ats=[s.at for s in merged.values()],
         )
     except BaseException:
-        buffer.pending[:0] = reports  # before those taken meanwhile: the order decides which report wins
+        buffer.pending[:0] = reports  # before those held and taken meanwhile: the order decides which report wins
         raise
     if known < len(merged):
         log.warning("%d delivery reports name no message notify knows: ignored", len(merged) - known)
     return len(merged)
 
 
-async def run_writer(pool: asyncpg.Pool, buffer: ReportBuffer, *, interval_s: float, stop: asyncio.Event) -> None:
-    """Write the reports every interval_s until stopped, then once more: none taken before the stop is lost."""
+async def run_writer(
+    pool: asyncpg.Pool, buffer: ReportBuffer, *, interval_s: float, hold_s: float, stop: asyncio.Event
+) -> None:
+    """Write the reports every interval_s until stopped, then all once more: none taken before the stop is lost."""
     delay = interval_s
     try:
         while True:
             stopping = stop.is_set()
             try:
-                await flush(pool, buffer)
+                await flush(pool, buffer, hold_s=0.0 if stopping else hold_s)
             except DEPENDENCY_ERRORS as exc:
                 # Also when stopping: the supervisor waits a while for this loop before it gives up on it.
                 delay = min(max(delay * 2, 0.1), 5.0)
