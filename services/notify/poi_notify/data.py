@@ -820,7 +820,7 @@ async def insert_sms_many(
 # --- Webhooks: endpoints, the points they match, deliveries ---
 
 WEBHOOK_COLUMNS = """id, owner, url, description, event_types, katotth_prefixes, lat, lon, radius_m, enabled,
-    created_at, updated_at"""
+    disabled_reason, created_at, updated_at"""
 DELIVERY_COLUMNS = """id, seq, webhook_id, event_id, event_type, state, attempts, next_attempt_at, last_status,
     last_error, created_at, delivered_at"""
 
@@ -1000,7 +1000,8 @@ async def set_webhook_enabled(
     """Switch one of the integrator's endpoints on or off."""
     async with db.connection(pool) as conn:
         return await conn.fetchrow(
-            f"""UPDATE webhooks SET enabled = $3, updated_at = now() WHERE owner = $1 AND id = $2
+            f"""UPDATE webhooks SET enabled = $3, disabled_reason = NULL, updated_at = now()
+                WHERE owner = $1 AND id = $2
                 RETURNING {WEBHOOK_COLUMNS}""",  # noqa: S608 -- constant names and fragments only; values are parameters
             owner,
             webhook_id,
@@ -1064,9 +1065,27 @@ async def claim_due_deliveries(pool: asyncpg.Pool, *, limit: int, lease_s: float
                    ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
                UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
                FROM due, webhooks w WHERE d.id = due.id AND w.id = d.webhook_id
-               RETURNING d.id, d.body, d.attempts, w.url, w.secret""",
+               RETURNING d.id, d.webhook_id, d.body, d.attempts, w.url, w.secret""",
             limit,
             lease_s,
+        )
+
+
+async def disable_failing_webhook(pool: asyncpg.Pool, *, webhook_id: UUID, after: int, reason: str) -> bool:
+    """Switch the endpoint off if its last `after` finished deliveries all went dead; whether this did it."""
+    async with db.connection(pool) as conn:
+        return bool(
+            await conn.fetchval(
+                """UPDATE webhooks SET enabled = false, disabled_reason = $3, updated_at = now()
+                   WHERE id = $1 AND enabled
+                     AND (SELECT count(*) FILTER (WHERE state = 'dead') FROM (
+                              SELECT state FROM webhook_deliveries WHERE webhook_id = $1 AND state <> 'pending'
+                              ORDER BY seq DESC LIMIT $2) AS last) = $2
+                   RETURNING true""",
+                webhook_id,
+                after,
+                reason,
+            )
         )
 
 

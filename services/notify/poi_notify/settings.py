@@ -92,6 +92,9 @@ class NotifySettings(DatabaseServiceSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     webhook_retry_initial_s: float = Field(default=30.0, gt=0)
     webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    # An endpoint whose last this many finished deliveries all went dead is switched off (nothing more is queued
+    # for it) until its integrator switches it on again.
+    webhook_disable_after_dead: int = Field(default=10, ge=1, le=1000)
     # Due deliveries one pass claims, how many are in flight at once, how often an idle loop looks again.
     webhook_batch: int = Field(default=100, ge=1, le=1000)
     webhook_concurrency: int = Field(default=16, ge=1, le=256)

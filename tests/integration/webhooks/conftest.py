@@ -39,6 +39,7 @@ from tests.conftest import drop_namespace
 from tests.integration.routes.conftest import SECRET, bearer, serve
 
 pytestmark = pytest.mark.integration
+DISABLE_AFTER_DEAD = 3  # more than any other test dead-letters in a row
 MAX_ATTEMPTS = 3
 __all__ = ["bearer"]  # the route tests' token factory, as a fixture here too
 
@@ -64,6 +65,7 @@ def notify(infra: stack.Infrastructure, webhooks_namespace: str) -> Iterator[Tes
         db_pool_max=4,  # the PostgreSQL server is shared with every other app of the session
         webhook_allow_loopback_http=True,
         webhook_max_attempts=MAX_ATTEMPTS,
+        webhook_disable_after_dead=DISABLE_AFTER_DEAD,
         webhook_retry_initial_s=0.05,
         webhook_retry_max_s=0.2,
         webhook_poll_s=0.05,

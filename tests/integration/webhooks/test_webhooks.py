@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from poi_notify import data
 from poi_shared.contracts import STATUS_LOW_FUEL, STATUS_STALE, OpenState, Visibility
 from tests.integration.routes.conftest import assert_problem, eventually
-from tests.integration.webhooks.conftest import MAX_ATTEMPTS, Events, Receiver, integrator
+from tests.integration.webhooks.conftest import DISABLE_AFTER_DEAD, MAX_ATTEMPTS, Events, Receiver, integrator
 from tests.prometheus import samples
 
 pytestmark = pytest.mark.integration
@@ -180,6 +180,28 @@ def test_dead_letters_after_the_bound_and_replay_sends_them_again(
 
     unknown = notify.post(f"/v1/webhooks/{webhook['id']}/deliveries/{uuid.uuid4()}/replay", headers=headers)
     assert_problem(unknown, 404)
+
+
+def test_an_endpoint_whose_deliveries_all_go_dead_is_switched_off_until_its_integrator_switches_it_on(
+    notify: TestClient, events: Events, receiver: Receiver, register: Register
+) -> None:
+    webhook = owned(register, receiver.url, katotth=["UA80"])
+    path, headers = f"/v1/webhooks/{webhook['id']}", webhook["headers"]
+    receiver.fail(DISABLE_AFTER_DEAD * MAX_ATTEMPTS, status=500)
+    point = events.point()
+    for state in (OpenState.open, OpenState.full, OpenState.closed)[:DISABLE_AFTER_DEAD]:
+        events.status(point, state)
+
+    off = eventually(lambda: (w := notify.get(path, headers=headers).json())["enabled"] is False and w, "off")
+    assert f"its last {DISABLE_AFTER_DEAD} deliveries all failed" in off["disabled_reason"]
+    assert len(deliveries(notify, webhook, state="dead")) == DISABLE_AFTER_DEAD
+    # While it is off nothing new is queued for it, as when its integrator switches it off (tested below).
+    on = notify.patch(path, json={"enabled": True}, headers=headers)
+    assert on.status_code == 200 and on.json()["enabled"] is True and on.json()["disabled_reason"] is None
+    replayed = notify.post(f"{path}/deliveries/replay-dead-letters", headers=headers)
+    assert replayed.json() == {"replayed": DISABLE_AFTER_DEAD}
+    eventually(lambda: len(deliveries(notify, webhook, state="delivered")) == DISABLE_AFTER_DEAD, "all delivered")
+    assert len(deliveries(notify, webhook)) == DISABLE_AFTER_DEAD
 
 
 def test_a_redelivered_event_is_queued_once_and_a_disabled_webhook_queues_nothing(

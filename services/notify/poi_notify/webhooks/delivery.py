@@ -180,6 +180,12 @@ async def deliver_one(
         attempt.error,
         "; dead-lettered" if dead else f"; next in {retry_in:.0f}s",
     )
+    if dead:
+        after = settings.webhook_disable_after_dead
+        last = attempt.error or attempt.status
+        reason = f"switched off by notify: its last {after} deliveries all failed (the last: {last})"
+        if await data.disable_failing_webhook(pool, webhook_id=row["webhook_id"], after=after, reason=reason[:500]):
+            log.warning("webhook %s switched off: its last %d deliveries all failed", row["webhook_id"], after)
 
 
 async def run_deliveries(

@@ -55,7 +55,7 @@ class NewWebhook(RequestModel):
 
 
 class WebhookChange(RequestModel):
-    """Switch an endpoint on or off (deliveries wait while it is off)."""
+    """Switch an endpoint on or off: while off, nothing new is queued for it and what is pending waits."""
 
     enabled: bool
 
@@ -70,6 +70,10 @@ class Webhook(BaseModel):
     katotth: list[str]
     area: dict[str, float] | None = Field(description="lat, lon and radius_m, when the filter has a disk.")
     enabled: bool
+    disabled_reason: str | None = Field(
+        default=None,
+        description="Why notify switched the endpoint off (its last deliveries all failed); switching it on clears it.",
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -65,6 +65,7 @@ def webhook(row: asyncpg.Record) -> Webhook:
         katotth=list(row["katotth_prefixes"]),
         area=area,
         enabled=row["enabled"],
+        disabled_reason=row["disabled_reason"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
