@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from nats.js import JetStreamContext
 
 from poi_notify import data, events, privacy
+from poi_notify.alerts import areas
 from poi_notify.alerts import service as alerts
+from poi_notify.alerts.areas import AreaIndex
 from poi_notify.contacts import views as contacts_views
 from poi_notify.observations import views as observations_views
 from poi_notify.settings import NotifySettings
@@ -117,8 +119,19 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 handler=partial(events.handle_alert_event, pool),
             )
             supervisor.prune_inbox(pool, settings, consumer=events.STATUS_ALERTS_CONSUMER)
-            supervisor.every("alerts-plan", settings.alert_plan_interval_s, partial(alerts.plan, pool, settings))
-            supervisor.every("alerts-flush", settings.alert_flush_interval_s, partial(alerts.flush, pool, settings))
+            # This replica's area subscriptions in memory (loaded by the first plan or flush, then kept current).
+            area_index = AreaIndex()
+            supervisor.every(
+                "alerts-plan", settings.alert_plan_interval_s, partial(alerts.plan, pool, settings, areas=area_index)
+            )
+            supervisor.every(
+                "alerts-flush", settings.alert_flush_interval_s, partial(alerts.flush, pool, settings, areas=area_index)
+            )
+            supervisor.every(
+                "alerts-prune-removals",
+                SUBSCRIPTIONS_EXPIRE_S,
+                partial(data.prune_removals, pool, older_than_s=areas.REMOVALS_KEPT_S),
+            )
             webhook_client = await stack.enter_async_context(_webhook_client(settings))
             _run_webhooks(app, supervisor, js, pool, settings, webhook_client)
             broker = metrics.Broker(

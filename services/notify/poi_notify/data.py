@@ -214,7 +214,15 @@ async def confirm_pending(conn: asyncpg.Connection, phone_hash: str) -> int:
 async def delete_subscriptions(conn: asyncpg.Connection, phone_hash: str) -> int:
     """Remove every subscription of the number, confirmed or waiting; how many were confirmed."""
     await conn.execute("DELETE FROM pending_subscriptions WHERE phone_hash = $1", phone_hash)
-    return len(await conn.fetch("DELETE FROM subscriptions WHERE phone_hash = $1 RETURNING id", phone_hash))
+    # Removed area subscriptions are recorded so every replica's in-memory index drops them (alerts.areas).
+    return int(
+        await conn.fetchval(
+            """WITH gone AS (DELETE FROM subscriptions WHERE phone_hash = $1 RETURNING id, kind),
+                    recorded AS (INSERT INTO subscription_removals (id) SELECT id FROM gone WHERE kind = 'area')
+               SELECT count(*) FROM gone""",
+            phone_hash,
+        )
+    )
 
 
 async def subscription_state(pool: asyncpg.Pool, id: UUID) -> asyncpg.Record | None:
@@ -500,16 +508,64 @@ async def queue_alert_change(
     )
 
 
+# --- Alerts: the in-memory area index's view of subscriptions (alerts.areas) ---
+
+
+async def oldest_running_txid(conn: asyncpg.Connection) -> int:
+    """The oldest transaction still running now: everything older has committed or rolled back."""
+    return int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
+
+
+async def area_subscriptions_since(conn: asyncpg.Connection, txid: int) -> list[asyncpg.Record]:
+    """The area subscriptions written by transactions not older than txid (all of them for 0)."""
+    return await conn.fetch(
+        """SELECT id, phone_hash, lat, lon, radius_m, services, created_at FROM subscriptions
+           WHERE kind = 'area' AND txid >= $1::text::xid8""",
+        str(txid),
+    )
+
+
+async def area_removals_since(conn: asyncpg.Connection, txid: int) -> list[UUID]:
+    """The area subscriptions removed by transactions not older than txid."""
+    rows = await conn.fetch("SELECT id FROM subscription_removals WHERE txid >= $1::text::xid8", str(txid))
+    return [r["id"] for r in rows]
+
+
+async def prune_removals(pool: asyncpg.Pool, *, older_than_s: float) -> int:
+    """Forget removals every replica has long seen (one that has not looked for that long loads everything)."""
+    async with db.connection(pool) as conn:
+        rows = await conn.fetch(
+            "DELETE FROM subscription_removals WHERE removed_at < now() - $1 * interval '1 second' RETURNING 1",
+            older_than_s,
+        )
+        return len(rows)
+
+
+# --- Alerts: planning ---
+
+
+async def lock_alert_batch(conn: asyncpg.Connection, *, batch: int) -> list[asyncpg.Record]:
+    """The oldest queued changes no other planner holds, locked, with their points' public place."""
+    return await conn.fetch(
+        """SELECT q.id, q.point_id, q.status_version, q.change, q.urgent, q.queued_at,
+                  CASE WHEN q.change IN ('stale', 'low_fuel') THEN 'ops' ELSE 'alert' END AS channel,
+                  coalesce(p.known AND NOT p.retired AND p.visibility <> 'hidden', false) AS public,
+                  p.lat, p.lon, p.cell, p.services
+           FROM alert_queue q LEFT JOIN alert_points p ON p.id = q.point_id
+           ORDER BY q.id LIMIT $1 FOR UPDATE OF q SKIP LOCKED""",
+        batch,
+    )
+
+
 PLAN_ALERTS = """
 WITH batch AS (
-    DELETE FROM alert_queue WHERE id IN (
-        SELECT id FROM alert_queue ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+    DELETE FROM alert_queue WHERE id = ANY($1::bigint[])
     RETURNING point_id, status_version, change, urgent, fuel_hours, traceparent, queued_at,
               CASE WHEN change IN ('stale', 'low_fuel') THEN 'ops' ELSE 'alert' END AS channel
 ),
 changes AS (
     -- The latest change of each point per channel in this batch, with the point's public details.
-    SELECT DISTINCT ON (b.point_id, b.channel) b.*, p.lat, p.lon, p.cell, p.services, p.katotth, p.visibility
+    SELECT DISTINCT ON (b.point_id, b.channel) b.*, p.katotth
     FROM batch b JOIN alert_points p ON p.id = b.point_id
     WHERE p.id = ANY(ARRAY(SELECT point_id FROM batch)) AND p.known AND NOT p.retired
       AND (b.channel = 'ops' OR p.visibility <> 'hidden')
@@ -523,32 +579,17 @@ point_hits AS (
     WHERE c.channel = 'alert' AND s.point_id = ANY(ARRAY(SELECT point_id FROM changes))
       AND s.created_at <= c.queued_at
 ),
-opened AS (
-    SELECT point_id, change, status_version, urgent, lat, lon, cell, services, queued_at FROM changes
-    WHERE channel = 'alert' AND change IN ('opened', 'places_again')
-),
 area_hits AS (
-    -- A point that opens is news to the area subscriptions whose disk holds it (found by the cells the batch's
-    -- points lie in, then the exact distance) and whose services it offers. Only whether a phone needs a window
-    -- is decided here (which open points its message names is decided when it is sent), so a phone whose window
-    -- is already waiting is skipped before any distance is computed, unless this batch brings urgent news to a
-    -- window held back by quiet hours. Each subscription is read once per batch (one GIN lookup for all the
-    -- batch's cells) and matched to the points by cell in memory.
-    SELECT s.phone_hash, bool_or(c.urgent) AS urgent
-    FROM subscriptions s
-    CROSS JOIN LATERAL unnest(s.cells) AS sc(cell)
-    JOIN opened c ON c.cell = sc.cell
-    WHERE s.kind = 'area' AND s.cells && (SELECT coalesce(array_agg(DISTINCT cell), '{}') FROM opened)
-      AND NOT EXISTS (
-          SELECT 1 FROM alert_windows w
-          WHERE w.phone_hash = s.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL
-            AND (w.urgent OR NOT (SELECT coalesce(bool_or(urgent), false) FROM opened)))
-      AND s.services <@ c.services AND s.created_at <= c.queued_at
-      -- Haversine, in metres (mean Earth radius).
-      AND 2 * 6371008.8 * asin(sqrt(
-            power(sin(radians(c.lat - s.lat) / 2), 2)
-            + cos(radians(s.lat)) * cos(radians(c.lat)) * power(sin(radians(c.lon - s.lon) / 2), 2))) <= s.radius_m
-    GROUP BY s.phone_hash
+    -- The phones whose area subscriptions hold a point of the batch that opened (found in memory, alerts.areas),
+    -- with whether that news is urgent. Only whether a phone needs a window is decided here (which open points its
+    -- message names is decided when it is sent), so a phone whose window is already waiting is left alone, unless
+    -- this brings urgent news to a window held back by quiet hours.
+    SELECT h.phone_hash, h.urgent
+    FROM unnest($6::text[], $7::bool[]) AS h(phone_hash, urgent)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM alert_windows w
+        WHERE w.phone_hash = h.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL
+          AND (w.urgent OR NOT h.urgent))
 ),
 ops_hits AS (
     SELECT k.phone_hash, c.point_id, c.change, c.status_version, c.urgent, c.fuel_hours, c.traceparent
@@ -613,20 +654,29 @@ async def alert_queue_waiting(conn: asyncpg.Connection) -> bool:
 async def plan_alerts(
     conn: asyncpg.Connection,
     *,
-    batch: int,
+    ids: list[int],
     now: datetime,
     gather_s: float,
     quiet_until: datetime | None,
     window_s: float,
+    area_phones: list[str],
+    area_urgent: list[bool],
 ) -> asyncpg.Record:
-    """Plan one batch of queued changes into the phones' windows, in one statement; how many of each it made."""
-    # The CTEs' row counts are unknown to the planner, which then loops over the batch's points and reads every
-    # subscription of their cells once per point. Hash joins read each subscription once; every table access
-    # above is an index lookup by a whole array (ANY, &&), which needs no nested loop.
+    """Plan locked queued changes (and the area news found for them) into the phones' windows, in one statement."""
+    # The CTEs' row counts are unknown to the planner, which would then loop over the batch's points. Hash joins
+    # read each row once; every table access above is an index lookup by a whole array (ANY), not a nested loop.
     await conn.execute("SET LOCAL enable_nestloop = off")
-    row = await conn.fetchrow(PLAN_ALERTS, batch, now, gather_s, quiet_until, window_s)
+    await tune_for_bulk(conn)
+    row = await conn.fetchrow(PLAN_ALERTS, ids, now, gather_s, quiet_until, window_s, area_phones, area_urgent)
     assert row is not None
     return row
+
+
+async def tune_for_bulk(conn: asyncpg.Connection) -> None:
+    """Settings for the transaction's statements over tens of thousands of rows."""
+    # No JIT: it compiles for most of a second whenever costs look high (enable_nestloop = off makes them look
+    # huge), for statements that run in milliseconds. Memory enough that grouping a batch's phones never spills.
+    await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
 
 
 async def due_windows(conn: asyncpg.Connection, *, now: datetime, limit: int) -> list[asyncpg.Record]:
@@ -666,15 +716,6 @@ async def open_points(conn: asyncpg.Connection) -> list[asyncpg.Record]:
                   name_en, address_uk, address_en, settlement, services, state, visibility, retired, lat, lon, cell
            FROM alert_points
            WHERE state = 'open' AND known AND NOT retired AND visibility <> 'hidden'"""
-    )
-
-
-async def area_subscriptions(conn: asyncpg.Connection, phone_hashes: list[str]) -> list[asyncpg.Record]:
-    """The area subscriptions of the given phones."""
-    return await conn.fetch(
-        """SELECT phone_hash, lat, lon, radius_m, services FROM subscriptions
-           WHERE kind = 'area' AND phone_hash = ANY($1::text[])""",
-        phone_hashes,
     )
 
 

@@ -2,6 +2,8 @@
 
 import random
 
+import numpy as np
+
 from poi_notify import cells
 from poi_notify.alerts.service import OpenPoints, distance_m
 
@@ -26,7 +28,13 @@ def test_nearest_many_matches_a_brute_force_scan_on_random_data() -> None:
         }
         for _ in range(300)
     ]
-    found = OpenPoints(points).nearest_many(subs, 3)  # type: ignore[arg-type]
+    found = OpenPoints(points).nearest_many(  # type: ignore[arg-type]
+        np.array([s["lat"] for s in subs]),
+        np.array([s["lon"] for s in subs]),
+        np.array([s["radius_m"] for s in subs], dtype=np.float64),
+        [tuple(s["services"]) for s in subs],
+        3,
+    )
     for sub, got in zip(subs, found, strict=True):
         expected = sorted(
             (distance_m(sub["lat"], sub["lon"], p["lat"], p["lon"]), p["point_id"])

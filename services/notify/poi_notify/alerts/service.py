@@ -13,16 +13,18 @@ point opening or having places again on an ordinary report; in quiet hours it wa
 
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import h3
 import numpy as np
+from scipy.spatial import cKDTree
 
 from poi_notify import cells, data
 from poi_notify.alerts import templates
+from poi_notify.alerts.areas import AreaIndex
 from poi_notify.alerts.templates import CLOSED, FULL, LOW_FUEL, OPENED, PLACES_AGAIN, STALE
 from poi_notify.settings import NotifySettings
 from poi_notify.sms import service as sms
@@ -32,7 +34,7 @@ from poi_shared.telemetry import current_traceparent
 from poi_shared.visibility import public_place
 
 KYIV = ZoneInfo("Europe/Kyiv")
-_EDGE_M = h3.average_hexagon_edge_length(cells.RESOLUTION, unit="m")
+_EARTH_M = 6371008.8  # mean Earth radius
 
 
 def transition(old: str | None, new: str) -> str | None:
@@ -123,25 +125,57 @@ async def observe_status(conn: asyncpg.Connection, status: StatusState, *, ops: 
         )
 
 
-async def plan(pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime | None = None) -> int:
-    """Plan every queued change into windows, a batch per transaction; how many changes were planned."""
+async def plan(
+    pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime | None = None, areas: AreaIndex | None = None
+) -> int:
+    """Plan every queued change into windows, a batch per transaction; how many changes were planned.
+
+    areas: this replica's index of area subscriptions, kept between calls (a new one loads them all).
+    """
+    areas = areas if areas is not None else AreaIndex()
     planned = 0
     while True:
         moment = now or datetime.now(UTC)
         async with db.connection(pool) as conn, conn.transaction():
             if not await data.alert_queue_waiting(conn):
                 return planned
+            batch = await data.lock_alert_batch(conn, batch=settings.alert_plan_batch)
+            if not batch:
+                return planned  # another replica holds them
+            await areas.refresh(conn)
+            phones, urgent = area_news(areas, batch)
             counts = await data.plan_alerts(
                 conn,
-                batch=settings.alert_plan_batch,
+                ids=[r["id"] for r in batch],
                 now=moment,
                 gather_s=settings.alert_gather_s,
                 quiet_until=quiet_until(moment, settings.alert_quiet_start, settings.alert_quiet_end),
                 window_s=settings.alert_window_s,
+                area_phones=phones,
+                area_urgent=urgent,
             )
         planned += counts["changes"]
-        if counts["changes"] < settings.alert_plan_batch:
+        if len(batch) < settings.alert_plan_batch:
             return planned
+
+
+def area_news(areas: AreaIndex, batch: list[asyncpg.Record]) -> tuple[list[str], list[bool]]:
+    """The phones whose area subscriptions hold a point of the batch that opened, and whether that is urgent."""
+    # Only each point's latest change in the batch counts (a point that opened then closed is no opening).
+    latest: dict[object, asyncpg.Record] = {}
+    for change in batch:
+        seen = latest.get(change["point_id"])
+        if change["channel"] == "alert" and (seen is None or seen["status_version"] < change["status_version"]):
+            latest[change["point_id"]] = change
+    rows, urgent = [], []
+    for c in latest.values():
+        if c["public"] and c["change"] in (OPENED, PLACES_AGAIN) and c["cell"] is not None:
+            held = areas.holding(c["lat"], c["lon"], c["cell"], c["services"], c["queued_at"])
+            rows.append(held)
+            urgent.append(np.full(held.size, c["urgent"]))
+    if not rows:
+        return [], []
+    return areas.phones(np.concatenate(rows), np.concatenate(urgent))
 
 
 def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -150,26 +184,29 @@ def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
         math.sin(math.radians(lat2 - lat1) / 2) ** 2
         + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
     )
-    return 2 * 6371008.8 * math.asin(math.sqrt(a))
+    return 2 * _EARTH_M * math.asin(math.sqrt(a))
+
+
+def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Places (degrees) as points on the unit sphere: the nearest by straight line are the nearest on the ground."""
+    lat, lon = np.radians(lat), np.radians(lon)
+    return np.column_stack((np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)))
 
 
 class OpenPoints:
-    """The points open now, by H3 cell, to find the nearest ones to many area subscriptions at once."""
+    """The points open now, to find the nearest ones to many area subscriptions at once (k-d trees)."""
 
     def __init__(self, rows: list[asyncpg.Record]) -> None:
-        self.rows = rows
-        self.by_cell: dict[int, list[int]] = defaultdict(list)
-        for i, row in enumerate(rows):
-            self.by_cell[row["cell"]].append(i)
-        # A point without a public position has no cell, so is never a candidate: NaN only keeps the arrays aligned.
-        self._lat = np.radians(np.array([np.nan if r["lat"] is None else r["lat"] for r in rows], dtype=np.float64))
-        self._lon = np.radians(np.array([np.nan if r["lon"] is None else r["lon"] for r in rows], dtype=np.float64))
+        # A point without a public position is never a candidate.
+        self.rows = [r for r in rows if r["lat"] is not None and r["lon"] is not None]
+        self._lat = np.array([r["lat"] for r in self.rows], dtype=np.float64)
+        self._lon = np.array([r["lon"] for r in self.rows], dtype=np.float64)
         # Each point's services as bits, so "offers every service wanted" is one vectorised test.
-        self._bit = {s: 1 << i for i, s in enumerate(sorted({s for r in rows for s in r["services"]}))}
-        self._services = np.array([self._bits(r["services"]) or 0 for r in rows], dtype=np.int64)
-        self._disks: dict[tuple[str, int], np.ndarray] = {}
+        self._bit = {s: 1 << i for i, s in enumerate(sorted({s for r in self.rows for s in r["services"]}))}
+        self._services = np.array([self._bits(r["services"]) or 0 for r in self.rows], dtype=np.int64)
+        self._trees: dict[int, tuple[np.ndarray, cKDTree]] = {}
 
-    def _bits(self, services: list[str]) -> int | None:
+    def _bits(self, services: Iterable[str]) -> int | None:
         """The services as bits, or None if one of them no open point offers."""
         bits = 0
         for service in services:
@@ -178,45 +215,42 @@ class OpenPoints:
             bits |= self._bit[service]
         return bits
 
-    def _disk(self, centre: str, rings: int) -> np.ndarray:
-        """The open points in the cells within rings of the centre cell (cached: neighbours share it)."""
-        key = (centre, rings)
-        if key not in self._disks:
-            found = [i for cell in h3.grid_disk(centre, rings) for i in self.by_cell.get(h3.str_to_int(cell), ())]
-            self._disks[key] = np.array(found, dtype=np.int64)
-        return self._disks[key]
+    def _tree(self, wanted: int) -> tuple[np.ndarray, cKDTree]:
+        """The points offering every service wanted, and a tree of them (cached: few combinations are wanted)."""
+        if wanted not in self._trees:
+            offering = np.flatnonzero((self._services & wanted) == wanted)
+            self._trees[wanted] = (offering, cKDTree(_unit_vectors(self._lat[offering], self._lon[offering])))
+        return self._trees[wanted]
 
-    def nearest_many(self, subs: list[asyncpg.Record], count: int) -> list[list[tuple[float, asyncpg.Record]]]:
+    def nearest_many(
+        self, lat: np.ndarray, lon: np.ndarray, radius: np.ndarray, services: list[tuple[str, ...]], count: int
+    ) -> list[list[tuple[float, asyncpg.Record]]]:
         """For each subscription, up to count open points within its radius offering its services, nearest first."""
-        found: list[list[tuple[float, asyncpg.Record]]] = [[] for _ in subs]
-        groups: dict[tuple[str, int, int], list[int]] = defaultdict(list)
-        for i, sub in enumerate(subs):
-            wanted = self._bits(sub["services"])
-            if wanted is None:
+        found: list[list[tuple[float, asyncpg.Record]]] = [[] for _ in services]
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, wanted in enumerate(services):
+            bits = self._bits(wanted)
+            if bits is not None:
+                groups[bits].append(i)
+        for bits, members in groups.items():
+            offering, tree = self._tree(bits)
+            if not offering.size:
                 continue
-            centre = h3.latlng_to_cell(sub["lat"], sub["lon"], cells.RESOLUTION)
-            # Every cell a point within the radius can lie in (as cells.cells_covering covers the disk).
-            rings = math.ceil(sub["radius_m"] / (_EDGE_M * math.sqrt(3))) + 1
-            groups[(centre, rings, wanted)].append(i)
-        for (centre, rings, wanted), members in groups.items():
-            candidates = self._disk(centre, rings)
-            if wanted:
-                candidates = candidates[(self._services[candidates] & wanted) == wanted]
-            if not candidates.size:
-                continue
-            lat = np.radians(np.array([subs[i]["lat"] for i in members], dtype=np.float64))[:, None]
-            lon = np.radians(np.array([subs[i]["lon"] for i in members], dtype=np.float64))[:, None]
-            radius = np.array([subs[i]["radius_m"] for i in members], dtype=np.float64)[:, None]
-            # Haversine, in metres, as distance_m and the planner's SQL compute it: a matrix of members x points.
-            a = (
-                np.sin((self._lat[candidates] - lat) / 2) ** 2
-                + np.cos(lat) * np.cos(self._lat[candidates]) * np.sin((self._lon[candidates] - lon) / 2) ** 2
-            )
-            d = 2 * 6371008.8 * np.arcsin(np.sqrt(a))
-            d = np.where(d <= radius, d, np.inf)
-            order = np.argsort(d, axis=1, kind="stable")[:, :count]
-            for row, i in enumerate(members):
-                found[i] = [(float(d[row, j]), self.rows[candidates[j]]) for j in order[row] if d[row, j] != np.inf]
+            k = min(count, offering.size)
+            at = np.array(members)
+            # The chord of the largest radius bounds the search; each radius is then checked exactly.
+            chord = 2 * np.sin(radius[at].max() / (2 * _EARTH_M)) * (1 + 1e-9)
+            _, near = tree.query(_unit_vectors(lat[at], lon[at]), k=[*range(1, k + 1)], distance_upper_bound=chord)
+            hit = near < offering.size
+            point = offering[np.where(hit, near, 0)]
+            # Haversine, in metres, as distance_m computes it.
+            la, lo = np.radians(lat[at])[:, None], np.radians(lon[at])[:, None]
+            plat, plon = np.radians(self._lat[point]), np.radians(self._lon[point])
+            a = np.sin((plat - la) / 2) ** 2 + np.cos(la) * np.cos(plat) * np.sin((plon - lo) / 2) ** 2
+            d = 2 * _EARTH_M * np.arcsin(np.sqrt(a))
+            hit &= d <= radius[at][:, None]
+            for i, hits, ds, ps in zip(members, hit.tolist(), d.tolist(), point.tolist(), strict=True):
+                found[i] = [(ds[j], self.rows[ps[j]]) for j in range(k) if hits[j]]
         return found
 
 
@@ -289,12 +323,22 @@ def compose(
     return body
 
 
-async def flush(pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime | None = None) -> int:
-    """Queue the one message of every due window, a batch per transaction; how many messages were queued."""
+async def flush(
+    pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime | None = None, areas: AreaIndex | None = None
+) -> int:
+    """Queue the one message of every due window, a batch per transaction; how many messages were queued.
+
+    areas: this replica's index of area subscriptions, kept between calls (a new one loads them all).
+    """
+    areas = areas if areas is not None else AreaIndex()
     queued = 0
+    open_now: OpenPoints | None = None
+    # Bodies already composed in this call, by what they tell: many phones get the same message.
+    made: dict[tuple, str] = {}
     while True:
         moment = now or datetime.now(UTC)
         async with db.connection(pool) as conn, conn.transaction():
+            await data.tune_for_bulk(conn)
             rows = await data.due_windows(conn, now=moment, limit=settings.alert_flush_batch)
             if not rows:
                 return queued
@@ -312,12 +356,19 @@ async def flush(pool: asyncpg.Pool, settings: NotifySettings, *, now: datetime |
                 changes[(c["phone_hash"], c["channel"])].append(c)
             area_phones = [w.phone_hash for w in windows if w.area]
             if area_phones:
-                open_now = OpenPoints(await data.open_points(conn))
-                subs = await data.area_subscriptions(conn, area_phones)
-                for sub, points in zip(subs, open_now.nearest_many(subs, settings.alert_area_points + 1), strict=True):
-                    nearby[sub["phone_hash"]] += points
+                # The points open as this call began: one read for every batch of the call.
+                open_now = open_now or OpenPoints(await data.open_points(conn))
+                await areas.refresh(conn)
+                owners, subs = areas.of_phones(area_phones)
+                lat, lon, radius = areas.places(subs)
+                services = [areas.services[row] for row in subs.tolist()]
+                for owner, points in zip(
+                    owners,
+                    open_now.nearest_many(lat, lon, radius, services, settings.alert_area_points + 1),
+                    strict=True,
+                ):
+                    nearby[owner] += points
             outgoing: list[sms.Outgoing | None] = []
-            made: dict[tuple, str] = {}
             for w in windows:
                 body = compose(
                     w,

@@ -4,6 +4,7 @@ A message is rendered at decreasing levels of detail (services, a second named p
 street, the full name) until it fits one SMS; if no level fits one, the most detailed that fits three is sent.
 """
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -136,10 +137,24 @@ def service_words(services: Sequence[str], language: str, limit: int) -> str:
 
 
 def _place(news: PointNews, language: str, detail: _Detail, *, services: bool) -> str:
-    name = cut(short_name(news.name, news.address, news.settlement), detail.name_max)
-    address = news.address if detail.settlement else street_address(news.address, news.settlement)
+    return _place_text(news.name, news.address, news.settlement, news.services, language, detail, services)
+
+
+# A flush tells the same few thousand points to up to a million phones, at several levels of detail each.
+@functools.lru_cache(maxsize=65_536)
+def _place_text(
+    name: str,
+    address: str,
+    settlement: str | None,
+    services: tuple[str, ...],
+    language: str,
+    detail: _Detail,
+    with_services: bool,
+) -> str:
+    name = cut(short_name(name, address, settlement), detail.name_max)
+    address = address if detail.settlement else street_address(address, settlement)
     line = f"{name}, {address}" if address and address != name else name
-    words = service_words(news.services, language, detail.services) if services and detail.services else ""
+    words = service_words(services, language, detail.services) if with_services and detail.services else ""
     return f"{line} ({words})" if words else line
 
 

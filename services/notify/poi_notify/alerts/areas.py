@@ -1,0 +1,198 @@
+"""Area subscriptions in memory, by the H3 cell of their centre: whom a point opening concerns, without a scan.
+
+PostgreSQL stays the source of truth. A replica loads every area subscription once, then, before each use, reads
+only those added or removed since its last look, found by the transaction that wrote them (migration 0007): a
+transaction still running at one look is read at the next, so a subscription committed late is never missed.
+"""
+
+import asyncio
+import math
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+import h3.api.basic_int as h3
+import numpy as np
+
+from poi_notify import cells, data
+
+EARTH_M = 6371008.8  # mean Earth radius, as every distance in alerts
+# Removals are kept this long; a replica that has not looked for half of it loads everything again.
+REMOVALS_KEPT_S = 86_400.0
+_RING_M = h3.average_hexagon_edge_length(cells.RESOLUTION, unit="m") * math.sqrt(3)
+
+
+def rings_of(radius_m: np.ndarray) -> np.ndarray:
+    """How many rings round its centre's cell a disk can reach (as cells.cells_covering counts them)."""
+    return (np.ceil(radius_m / _RING_M) + 1).astype(np.int64)
+
+
+class AreaIndex:
+    """Every area subscription, by the cell of its centre; state, because loading a million takes seconds."""
+
+    def __init__(self) -> None:
+        # The planner and the flusher share the index: one look at a time, or a row read before its removal
+        # committed could be added back after another look removed it.
+        self._lock = asyncio.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._row: dict[UUID, int] = {}
+        self._size = 0
+        self._lat = np.empty(0)  # degrees, as stored
+        self._lon = np.empty(0)
+        self._lat_r = np.empty(0)  # radians, for distances
+        self._lon_r = np.empty(0)
+        self._cell = np.empty(0, dtype=np.int64)  # the centre's cell
+        self._radius = np.empty(0)
+        self._rings = np.empty(0, dtype=np.int64)
+        self._created = np.empty(0)  # seconds since the epoch
+        self._wants = np.empty(0, dtype=np.int64)  # the services wanted, as bits (see _bits)
+        self._phone = np.empty(0, dtype=np.int64)  # index into _phones
+        self.services: list[tuple[str, ...]] = []  # per row, as subscribed
+        self._phones: list[str] = []
+        self._phone_id: dict[str, int] = {}
+        self._phone_rows: dict[int, list[int]] = {}
+        self._cells: dict[int, list[int]] = {}
+        self._arrays: dict[int, np.ndarray] = {}  # _cells as arrays, made when first needed
+        self._bit: dict[str, int] = {}
+        self._max_rings = 0
+        self._watermark: int | None = None
+        self._looked_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def _bits(self, services: Iterable[str]) -> int:
+        bits = 0
+        for service in services:
+            if service not in self._bit:
+                self._bit[service] = 1 << len(self._bit)
+            bits |= self._bit[service]
+        return bits
+
+    async def refresh(self, conn: asyncpg.Connection) -> None:
+        """Take in what committed since the last look (everything at the first, or after a long pause)."""
+        async with self._lock:
+            await self._look(conn)
+
+    async def _look(self, conn: asyncpg.Connection) -> None:
+        if self._watermark is not None and time.monotonic() - self._looked_at > REMOVALS_KEPT_S / 2:
+            self._reset()
+        since = self._watermark
+        # Taken before the rows are read: a transaction running now is read again at the next look.
+        watermark = await data.oldest_running_txid(conn)
+        self._add(await data.area_subscriptions_since(conn, since or 0))
+        if since is not None:
+            for removed in await data.area_removals_since(conn, since):
+                self._remove(removed)
+        self._watermark, self._looked_at = watermark, time.monotonic()
+
+    def _grow(self, size: int) -> None:
+        if size <= len(self._lat):
+            return
+        capacity = max(size, 2 * len(self._lat), 1024)
+        for name in ("_lat", "_lon", "_lat_r", "_lon_r", "_cell", "_radius", "_rings", "_created", "_wants", "_phone"):
+            old = getattr(self, name)
+            new = np.zeros(capacity, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _add(self, rows: list[asyncpg.Record]) -> None:
+        rows = [r for r in rows if r["id"] not in self._row]  # a late transaction's rows are read twice
+        if not rows:
+            return
+        start, end = self._size, self._size + len(rows)
+        self._grow(end)
+        lat = np.array([r["lat"] for r in rows], dtype=np.float64)
+        lon = np.array([r["lon"] for r in rows], dtype=np.float64)
+        radius = np.array([r["radius_m"] for r in rows], dtype=np.float64)
+        self._lat[start:end], self._lon[start:end] = lat, lon
+        self._lat_r[start:end], self._lon_r[start:end] = np.radians(lat), np.radians(lon)
+        self._radius[start:end] = radius
+        self._rings[start:end] = rings_of(radius)
+        self._created[start:end] = [r["created_at"].timestamp() for r in rows]
+        self._wants[start:end] = [self._bits(r["services"]) for r in rows]
+        self._max_rings = max(self._max_rings, int(self._rings[start:end].max()))
+        for row, r, la, lo in zip(range(start, end), rows, lat.tolist(), lon.tolist(), strict=True):
+            self._row[r["id"]] = row
+            self.services.append(tuple(r["services"]))
+            phone = self._phone_id.setdefault(r["phone_hash"], len(self._phones))
+            if phone == len(self._phones):
+                self._phones.append(r["phone_hash"])
+            self._phone[row] = phone
+            self._phone_rows.setdefault(phone, []).append(row)
+            cell = self._cell[row] = h3.latlng_to_cell(la, lo, cells.RESOLUTION)
+            self._cells.setdefault(cell, []).append(row)
+            self._arrays.pop(cell, None)
+        self._size = end
+
+    def _remove(self, subscription_id: UUID) -> None:
+        row = self._row.pop(subscription_id, None)
+        if row is None:
+            return
+        phone = int(self._phone[row])
+        self._phone_rows[phone].remove(row)
+        if not self._phone_rows[phone]:
+            del self._phone_rows[phone]
+        cell = int(self._cell[row])
+        self._cells[cell].remove(row)
+        self._arrays.pop(cell, None)
+
+    def _in_cell(self, cell: int) -> np.ndarray | None:
+        rows = self._arrays.get(cell)
+        if rows is None:
+            found = self._cells.get(cell)
+            if not found:
+                return None
+            rows = self._arrays[cell] = np.array(found, dtype=np.int64)
+        return rows
+
+    def holding(self, lat: float, lon: float, cell: int, services: Iterable[str], before: datetime) -> np.ndarray:
+        """The rows whose disk holds the point and whose services it offers, subscribed no later than before."""
+        found = []
+        for distance in range(self._max_rings + 1):
+            for near in h3.grid_ring(cell, distance):
+                rows = self._in_cell(near)
+                if rows is not None:
+                    # A disk reaches the point's cell if the point's cell is among those covering it.
+                    found.append(rows[self._rings[rows] >= distance])
+        if not found:
+            return np.empty(0, dtype=np.int64)
+        rows = np.concatenate(found)
+        offered = self._bits(services)
+        rows = rows[((self._wants[rows] & ~offered) == 0) & (self._created[rows] <= before.timestamp())]
+        lat, lon = math.radians(lat), math.radians(lon)
+        # Haversine, in metres.
+        a = (
+            np.sin((lat - self._lat_r[rows]) / 2) ** 2
+            + np.cos(self._lat_r[rows]) * math.cos(lat) * np.sin((lon - self._lon_r[rows]) / 2) ** 2
+        )
+        return rows[2 * EARTH_M * np.arcsin(np.sqrt(a)) <= self._radius[rows]]
+
+    def phones(self, rows: np.ndarray, urgent: np.ndarray) -> tuple[list[str], list[bool]]:
+        """The phones of the rows, once each, with whether any of their rows' news is urgent."""
+        if not rows.size:
+            return [], []
+        phone = self._phone[rows]
+        order = np.lexsort((~urgent, phone))  # each phone's urgent rows first
+        phone, urgent = phone[order], urgent[order]
+        first = np.flatnonzero(np.r_[True, phone[1:] != phone[:-1]])
+        return [self._phones[p] for p in phone[first].tolist()], urgent[first].tolist()
+
+    def of_phones(self, phone_hashes: list[str]) -> tuple[list[str], np.ndarray]:
+        """The area subscriptions of the phones: each row's phone, and the rows (for lat, lon, radius, services)."""
+        owners: list[str] = []
+        rows: list[int] = []
+        for phone_hash in phone_hashes:
+            phone = self._phone_id.get(phone_hash)
+            for row in self._phone_rows.get(phone, ()) if phone is not None else ():
+                owners.append(phone_hash)
+                rows.append(row)
+        return owners, np.array(rows, dtype=np.int64)
+
+    def places(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows' centres (degrees) and radii (metres)."""
+        return self._lat[rows], self._lon[rows], self._radius[rows]
