@@ -466,42 +466,45 @@ async def upsert_alert_point(
     )
 
 
-async def apply_point_status(
-    conn: asyncpg.Connection, *, point_id: UUID, status_version: int, state: str, changed_at: datetime
-) -> str | None:
-    """Make a newer status the point's current one; the state it replaces, or None if the status is not newer."""
-    await conn.execute("INSERT INTO alert_points (id) VALUES ($1) ON CONFLICT DO NOTHING", point_id)
+async def lock_point_status(conn: asyncpg.Connection, point_id: UUID) -> asyncpg.Record:
+    """The point's current state and status version, locked until the transaction ends (a new point: unknown, 0)."""
     current = await conn.fetchrow("SELECT state, status_version FROM alert_points WHERE id = $1 FOR UPDATE", point_id)
+    if current is None:
+        # A status before the point's first registry event: a row without a place holds its state meanwhile.
+        await conn.execute("INSERT INTO alert_points (id) VALUES ($1) ON CONFLICT DO NOTHING", point_id)
+        current = await conn.fetchrow(
+            "SELECT state, status_version FROM alert_points WHERE id = $1 FOR UPDATE", point_id
+        )
     assert current is not None
-    if current["status_version"] >= status_version:
-        return None
-    await conn.execute(
-        "UPDATE alert_points SET state = $2, status_version = $3, state_changed_at = $4 WHERE id = $1",
-        point_id,
-        state,
-        status_version,
-        changed_at,
-    )
-    return str(current["state"])
+    return current
 
 
-async def queue_alert_change(
+async def record_point_status(
     conn: asyncpg.Connection,
     *,
     point_id: UUID,
     status_version: int,
-    change: str,
-    urgent: bool,
-    fuel_hours: float | None = None,
-    traceparent: str | None = None,
+    state: str,
+    changed_at: datetime,
+    changes: list[str],
+    urgent: list[bool],
+    fuel_hours: list[float | None],
+    traceparent: str | None,
 ) -> None:
-    """Leave a change for the planner, in the transaction that observed it."""
+    """Make a newer status the point's current one, and leave its changes for the planner, in one statement."""
     await conn.execute(
-        """INSERT INTO alert_queue (point_id, status_version, change, urgent, fuel_hours, traceparent)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
+        """WITH current AS (
+               UPDATE alert_points SET state = $2, status_version = $3, state_changed_at = $4
+               WHERE id = $1 AND status_version < $3
+           )
+           INSERT INTO alert_queue (point_id, status_version, change, urgent, fuel_hours, traceparent)
+           SELECT $1, $3, change, urgent, fuel_hours, $8
+           FROM unnest($5::text[], $6::bool[], $7::real[]) AS c(change, urgent, fuel_hours)""",
         point_id,
+        state,
         status_version,
-        change,
+        changed_at,
+        changes,
         urgent,
         fuel_hours,
         traceparent,
@@ -618,6 +621,8 @@ windows AS (
                 ELSE greatest($2 + $3 * interval '1 second', $4) END,
            bool_or(urgent), bool_or(point_id IS NULL)
     FROM hits GROUP BY phone_hash, channel
+    -- In key order: each index page is visited once per batch, not once per phone (indexes outgrow memory).
+    ORDER BY phone_hash, channel
     ON CONFLICT (phone_hash, channel) DO UPDATE SET
         window_start = CASE WHEN w.flushed_at IS NULL THEN w.window_start
                             ELSE greatest(EXCLUDED.window_start, w.flushed_at + $5 * interval '1 second') END,
@@ -679,15 +684,29 @@ async def tune_for_bulk(conn: asyncpg.Connection) -> None:
     await conn.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
 
 
-async def due_windows(conn: asyncpg.Connection, *, now: datetime, limit: int) -> list[asyncpg.Record]:
-    """Windows whose message is due, locked for this flusher, with each phone's language."""
+async def due_window_keys(conn: asyncpg.Connection, *, now: datetime) -> list[asyncpg.Record]:
+    """Every window whose message is due: its phone and channel, in key order."""
+    return await conn.fetch(
+        """SELECT phone_hash, channel FROM alert_windows WHERE flushed_at IS NULL AND flush_at <= $1
+           ORDER BY phone_hash, channel""",
+        now,
+    )
+
+
+async def due_windows(
+    conn: asyncpg.Connection, *, phone_hashes: list[str], channels: list[str], now: datetime
+) -> list[asyncpg.Record]:
+    """Those of the given windows still due, locked for this flusher, in key order, with each phone's language."""
     return await conn.fetch(
         """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language
-           FROM alert_windows w JOIN phones p USING (phone_hash)
-           WHERE w.flushed_at IS NULL AND w.flush_at <= $1
-           ORDER BY w.flush_at LIMIT $2 FOR UPDATE OF w SKIP LOCKED""",
+           FROM unnest($1::text[], $2::text[]) AS k(phone_hash, channel)
+           JOIN alert_windows w USING (phone_hash, channel)
+           JOIN phones p USING (phone_hash)
+           WHERE w.flushed_at IS NULL AND w.flush_at <= $3
+           ORDER BY w.phone_hash, w.channel FOR UPDATE OF w SKIP LOCKED""",
+        phone_hashes,
+        channels,
         now,
-        limit,
     )
 
 

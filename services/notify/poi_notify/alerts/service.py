@@ -93,36 +93,32 @@ async def observe_point(conn: asyncpg.Connection, point: PointState) -> None:
 
 async def observe_status(conn: asyncpg.Connection, status: StatusState, *, ops: str | None) -> None:
     """Make a newer status current and queue what it tells: a change for subscribers, ops news for contacts."""
-    previous = await data.apply_point_status(
+    current = await data.lock_point_status(conn, status.point_id)
+    newer = current["status_version"] < status.version
+    changes, urgent, fuel_hours = [], [], []
+    if ops is not None:
+        # Ops news is queued even for a version already seen through a changed event: it is its own event.
+        changes.append(ops)
+        urgent.append(True)
+        fuel_hours.append(status.fuel_hours)
+    change = transition(current["state"], status.state.value) if newer else None
+    if change is not None:
+        changes.append(change)
+        urgent.append(is_urgent(change, status.cause))
+        fuel_hours.append(None)
+    if not newer and not changes:
+        return
+    await data.record_point_status(
         conn,
         point_id=status.point_id,
         status_version=status.version,
         state=status.state.value,
         changed_at=status.changed_at or status.reported_at,
+        changes=changes,
+        urgent=urgent,
+        fuel_hours=fuel_hours,
+        traceparent=current_traceparent(),
     )
-    if ops is not None:
-        # Ops news is queued even for a version already seen through a changed event: it is its own event.
-        await data.queue_alert_change(
-            conn,
-            point_id=status.point_id,
-            status_version=status.version,
-            change=ops,
-            urgent=True,
-            fuel_hours=status.fuel_hours,
-            traceparent=current_traceparent(),
-        )
-    if previous is None:
-        return
-    change = transition(previous, status.state.value)
-    if change is not None:
-        await data.queue_alert_change(
-            conn,
-            point_id=status.point_id,
-            status_version=status.version,
-            change=change,
-            urgent=is_urgent(change, status.cause),
-            traceparent=current_traceparent(),
-        )
 
 
 async def plan(
@@ -335,13 +331,21 @@ async def flush(
     open_now: OpenPoints | None = None
     # Bodies already composed in this call, by what they tell: many phones get the same message.
     made: dict[tuple, str] = {}
-    while True:
+    async with db.connection(pool) as conn:
+        due = await data.due_window_keys(conn, now=now or datetime.now(UTC))
+    # Batches in key order: each touches a narrow range of every index keyed by phone (windows, phones, the
+    # messages' dedup keys), which the database then reads and writes once per page rather than once per phone.
+    for start in range(0, len(due), settings.alert_flush_batch):
+        keys = due[start : start + settings.alert_flush_batch]
         moment = now or datetime.now(UTC)
         async with db.connection(pool) as conn, conn.transaction():
             await data.tune_for_bulk(conn)
-            rows = await data.due_windows(conn, now=moment, limit=settings.alert_flush_batch)
+            # Another flusher may have taken some meanwhile (and holds or has sent them): those are left out.
+            rows = await data.due_windows(
+                conn, phone_hashes=[k["phone_hash"] for k in keys], channels=[k["channel"] for k in keys], now=moment
+            )
             if not rows:
-                return queued
+                continue
             windows = [
                 _Window(r["phone_hash"], r["channel"], r["window_start"], r["area"], r["language"]) for r in rows
             ]
@@ -401,5 +405,4 @@ async def flush(
                 now=moment,
             )
             queued += len(sent_keys)
-        if len(rows) < settings.alert_flush_batch:
-            return queued
+    return queued
