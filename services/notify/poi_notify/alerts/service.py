@@ -332,18 +332,16 @@ async def flush(
     # Bodies already composed in this call, by what they tell: many phones get the same message.
     made: dict[tuple, str] = {}
     async with db.connection(pool) as conn:
-        due = await data.due_window_keys(conn, now=now or datetime.now(UTC))
-    # Batches in key order: each touches a narrow range of every index keyed by phone (windows, phones, the
-    # messages' dedup keys), which the database then reads and writes once per page rather than once per phone.
+        due = await data.due_phones(conn, now=now or datetime.now(UTC))
+    # Batches of phones in key order: each touches a narrow range of every index keyed by phone (windows, phones,
+    # the messages' dedup keys), which the database then reads and writes page by page, not once per phone.
     for start in range(0, len(due), settings.alert_flush_batch):
-        keys = due[start : start + settings.alert_flush_batch]
+        phones = due[start : start + settings.alert_flush_batch]
         moment = now or datetime.now(UTC)
         async with db.connection(pool) as conn, conn.transaction():
-            await data.tune_for_bulk(conn)
-            # Another flusher may have taken some meanwhile (and holds or has sent them): those are left out.
-            rows = await data.due_windows(
-                conn, phone_hashes=[k["phone_hash"] for k in keys], channels=[k["channel"] for k in keys], now=moment
-            )
+            await data.tune_for_bulk(conn, phone_range=True)
+            # Another flusher may hold some (or have sent them meanwhile): those are left to it.
+            rows = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
             if not rows:
                 continue
             windows = [
