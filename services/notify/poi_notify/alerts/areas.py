@@ -161,16 +161,18 @@ class AreaIndex:
 
     def holding(self, lat: float, lon: float, cell: int, services: Iterable[str], before: datetime) -> np.ndarray:
         """The rows whose disk holds the point and whose services it offers, subscribed no later than before."""
-        found = []
+        found, rings = [], []
         for distance in range(self._max_rings + 1):
             for near in h3.grid_ring(cell, distance):
                 rows = self._in_cell(near)
                 if rows is not None:
-                    # A disk reaches the point's cell if the point's cell is among those covering it.
-                    found.append(rows[self._rings[rows] >= distance])
+                    found.append(rows)
+                    rings.append(distance)
         if not found:
             return np.empty(0, dtype=np.int64)
         rows = np.concatenate(found)
+        # A disk reaches the point's cell if the point's cell is among those covering it (as cells_covering counts).
+        rows = rows[self._rings[rows] >= np.repeat(rings, [f.size for f in found])]
         offered = self._bits(services)
         rows = rows[((self._wants[rows] & ~offered) == 0) & (self._created[rows] <= before.timestamp())]
         lat, lon = math.radians(lat), math.radians(lon)

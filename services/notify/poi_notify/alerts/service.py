@@ -305,8 +305,14 @@ def compose(
     if not told and not near:
         return None
     near = near[: nearest + 1]
-    # The text depends on the language, the points told with their changes and the nearby points in order only.
-    key = (window.language, tuple((c["point_id"], c["change"]) for c in told), tuple(p["point_id"] for _, p in near))
+    # The text depends on the language, the points told with their changes, the nearby points it may name (in
+    # order) and how many there are.
+    key = (
+        window.language,
+        tuple((c["point_id"], c["change"]) for c in told),
+        tuple(p["point_id"] for _, p in near[: templates.MOST_NAMED]),
+        len(near),
+    )
     if made is not None and key in made:
         return made[key]
     body = templates.alert_body(

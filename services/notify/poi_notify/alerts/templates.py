@@ -98,6 +98,10 @@ _LEVELS = (
 )
 
 
+# The most nearby open points a message names; the others are only counted.
+MOST_NAMED = max(level.named for level in _LEVELS)
+
+
 def short_name(name: str, address: str | None, settlement: str | None = None) -> str:
     """The name without the generic 'Point of Invincibility' and without the settlement the address ends with."""
     stripped = _GENERIC_PREFIX.sub("", name).strip() or name.strip()
