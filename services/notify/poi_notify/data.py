@@ -1,5 +1,6 @@
 """Every SQL statement of the notify service."""
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from uuid import UUID
 
@@ -519,13 +520,19 @@ async def oldest_running_txid(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"))
 
 
-async def area_subscriptions_since(conn: asyncpg.Connection, txid: int) -> list[asyncpg.Record]:
-    """The area subscriptions written by transactions not older than txid (all of them for 0)."""
-    return await conn.fetch(
-        """SELECT id, phone_hash, lat, lon, radius_m, services, created_at FROM subscriptions
-           WHERE kind = 'area' AND txid >= $1::text::xid8""",
-        str(txid),
-    )
+async def area_subscriptions_since(
+    conn: asyncpg.Connection, txid: int, *, chunk: int = 50_000
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """The area subscriptions written by transactions not older than txid (all of them for 0), chunk by chunk."""
+    # A cursor: a million rows at once would hold them all in memory as records, several times the index's size.
+    async with conn.transaction():
+        cursor = await conn.cursor(
+            """SELECT id, phone_hash, lat, lon, radius_m, services, created_at FROM subscriptions
+               WHERE kind = 'area' AND txid >= $1::text::xid8""",
+            str(txid),
+        )
+        while rows := await cursor.fetch(chunk):
+            yield rows
 
 
 async def area_removals_since(conn: asyncpg.Connection, txid: int) -> list[UUID]:

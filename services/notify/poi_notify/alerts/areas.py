@@ -41,22 +41,22 @@ class AreaIndex:
     def _reset(self) -> None:
         self._row: dict[UUID, int] = {}
         self._size = 0
-        self._lat = np.empty(0)  # degrees, as stored
-        self._lon = np.empty(0)
-        self._lat_r = np.empty(0)  # radians, for distances
+        self._lat_r = np.empty(0)  # radians
         self._lon_r = np.empty(0)
         self._cell = np.empty(0, dtype=np.int64)  # the centre's cell
         self._radius = np.empty(0)
-        self._rings = np.empty(0, dtype=np.int64)
+        self._rings = np.empty(0, dtype=np.int8)
         self._created = np.empty(0)  # seconds since the epoch
         self._wants = np.empty(0, dtype=np.int64)  # the services wanted, as bits (see _bits)
-        self._phone = np.empty(0, dtype=np.int64)  # index into _phones
+        self._phone = np.empty(0, dtype=np.int32)  # index into _phones
         self.services: list[tuple[str, ...]] = []  # per row, as subscribed
         self._phones: list[str] = []
         self._phone_id: dict[str, int] = {}
-        self._phone_rows: dict[int, list[int]] = {}
-        self._cells: dict[int, list[int]] = {}
-        self._arrays: dict[int, np.ndarray] = {}  # _cells as arrays, made when first needed
+        # A phone's rows: the first in _first (by phone index, -1 if none left), any others in _more (a phone
+        # rarely has two areas; a million lists would cost more memory than all the coordinates).
+        self._first = np.empty(0, dtype=np.int64)
+        self._more: dict[int, list[int]] = {}
+        self._cells: dict[int, np.ndarray] = {}  # the rows whose centre lies in the cell
         self._bit: dict[str, int] = {}
         self._max_rings = 0
         self._watermark: int | None = None
@@ -84,17 +84,29 @@ class AreaIndex:
         since = self._watermark
         # Taken before the rows are read: a transaction running now is read again at the next look.
         watermark = await data.oldest_running_txid(conn)
-        self._add(await data.area_subscriptions_since(conn, since or 0))
+        async for rows in data.area_subscriptions_since(conn, since or 0):
+            self._add(rows)
         if since is not None:
             for removed in await data.area_removals_since(conn, since):
                 self._remove(removed)
         self._watermark, self._looked_at = watermark, time.monotonic()
 
+    def _phone_of(self, phone_hash: str) -> int:
+        phone = self._phone_id.get(phone_hash)
+        if phone is None:
+            phone = self._phone_id[phone_hash] = len(self._phones)
+            self._phones.append(phone_hash)
+            if phone >= len(self._first):
+                first = np.full(max(2 * len(self._first), 1024), -1, dtype=np.int64)
+                first[: len(self._first)] = self._first
+                self._first = first
+        return phone
+
     def _grow(self, size: int) -> None:
-        if size <= len(self._lat):
+        if size <= len(self._lat_r):
             return
-        capacity = max(size, 2 * len(self._lat), 1024)
-        for name in ("_lat", "_lon", "_lat_r", "_lon_r", "_cell", "_radius", "_rings", "_created", "_wants", "_phone"):
+        capacity = max(size, 2 * len(self._lat_r), 1024)
+        for name in ("_lat_r", "_lon_r", "_cell", "_radius", "_rings", "_created", "_wants", "_phone"):
             old = getattr(self, name)
             new = np.zeros(capacity, dtype=old.dtype)
             new[: len(old)] = old
@@ -109,7 +121,6 @@ class AreaIndex:
         lat = np.array([r["lat"] for r in rows], dtype=np.float64)
         lon = np.array([r["lon"] for r in rows], dtype=np.float64)
         radius = np.array([r["radius_m"] for r in rows], dtype=np.float64)
-        self._lat[start:end], self._lon[start:end] = lat, lon
         self._lat_r[start:end], self._lon_r[start:end] = np.radians(lat), np.radians(lon)
         self._radius[start:end] = radius
         self._rings[start:end] = rings_of(radius)
@@ -119,12 +130,11 @@ class AreaIndex:
         self._row.update(zip((r["id"] for r in rows), range(start, end), strict=True))
         self.services.extend(tuple(r["services"]) for r in rows)
         for row, r in enumerate(rows, start):
-            phone = self._phone_id.get(r["phone_hash"])
-            if phone is None:
-                phone = self._phone_id[r["phone_hash"]] = len(self._phones)
-                self._phones.append(r["phone_hash"])
-            self._phone[row] = phone
-            self._phone_rows.setdefault(phone, []).append(row)
+            phone = self._phone[row] = self._phone_of(r["phone_hash"])
+            if self._first[phone] < 0:
+                self._first[phone] = row
+            else:
+                self._more.setdefault(phone, []).append(row)
         centre = np.array(
             [h3.latlng_to_cell(la, lo, cells.RESOLUTION) for la, lo in zip(lat.tolist(), lon.tolist(), strict=True)],
             dtype=np.int64,
@@ -134,8 +144,8 @@ class AreaIndex:
         order = np.argsort(centre, kind="stable")
         found, first = np.unique(centre[order], return_index=True)
         for cell, members in zip(found.tolist(), np.split(order + start, first[1:]), strict=True):
-            self._cells.setdefault(cell, []).extend(members.tolist())
-            self._arrays.pop(cell, None)
+            held = self._cells.get(cell)
+            self._cells[cell] = members if held is None else np.concatenate((held, members))
         self._size = end
 
     def _remove(self, subscription_id: UUID) -> None:
@@ -143,29 +153,24 @@ class AreaIndex:
         if row is None:
             return
         phone = int(self._phone[row])
-        self._phone_rows[phone].remove(row)
-        if not self._phone_rows[phone]:
-            del self._phone_rows[phone]
+        others = self._more.get(phone, [])
+        if self._first[phone] == row:
+            self._first[phone] = others.pop(0) if others else -1
+        else:
+            others.remove(row)
+        if not others:
+            self._more.pop(phone, None)
         cell = int(self._cell[row])
-        self._cells[cell].remove(row)
-        self._arrays.pop(cell, None)
-
-    def _in_cell(self, cell: int) -> np.ndarray | None:
-        rows = self._arrays.get(cell)
-        if rows is None:
-            found = self._cells.get(cell)
-            if not found:
-                return None
-            rows = self._arrays[cell] = np.array(found, dtype=np.int64)
-        return rows
+        held = self._cells[cell]
+        self._cells[cell] = held[held != row]
 
     def holding(self, lat: float, lon: float, cell: int, services: Iterable[str], before: datetime) -> np.ndarray:
         """The rows whose disk holds the point and whose services it offers, subscribed no later than before."""
         found, rings = [], []
         for distance in range(self._max_rings + 1):
             for near in h3.grid_ring(cell, distance):
-                rows = self._in_cell(near)
-                if rows is not None:
+                rows = self._cells.get(near)
+                if rows is not None and rows.size:
                     found.append(rows)
                     rings.append(distance)
         if not found:
@@ -198,11 +203,15 @@ class AreaIndex:
         rows: list[int] = []
         for phone_hash in phone_hashes:
             phone = self._phone_id.get(phone_hash)
-            for row in self._phone_rows.get(phone, ()) if phone is not None else ():
+            if phone is None or self._first[phone] < 0:
+                continue
+            owners.append(phone_hash)
+            rows.append(int(self._first[phone]))
+            for row in self._more.get(phone, ()):
                 owners.append(phone_hash)
                 rows.append(row)
         return owners, np.array(rows, dtype=np.int64)
 
     def places(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The rows' centres (degrees) and radii (metres)."""
-        return self._lat[rows], self._lon[rows], self._radius[rows]
+        return np.degrees(self._lat_r[rows]), np.degrees(self._lon_r[rows]), self._radius[rows]
