@@ -77,11 +77,13 @@ class NotifySettings(DatabaseServiceSettings):
     alert_quiet_end: time = time(7, 0)
     # How many of the nearest open points an area message names (the rest are counted).
     alert_area_points: int = Field(default=2, ge=1, le=3)
-    # The planner takes what was queued every few seconds: bigger batches read each subscription fewer times.
+    # The planner takes what was queued every few seconds, in batches of up to alert_plan_batch changes.
     alert_plan_interval_s: float = Field(default=5.0, gt=0)
     alert_plan_batch: int = Field(default=5000, ge=1, le=50_000)
     alert_flush_interval_s: float = Field(default=2.0, gt=0)
     alert_flush_batch: int = Field(default=2000, ge=1, le=50_000)
+    # Batches flushed at once, each on its own connection: one is composed while the database writes another.
+    alert_flush_workers: int = Field(default=2, ge=1, le=8)
 
     # --- Webhooks for integrators ---
     # Development and tests only: also allow http:// and loopback addresses (never private or link-local ones).

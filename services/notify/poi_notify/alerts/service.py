@@ -11,6 +11,7 @@ point opened by a coordinator's area activation (a blackout has started), and ev
 point opening or having places again on an ordinary report; in quiet hours it waits for their end.
 """
 
+import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -333,80 +334,99 @@ async def flush(
     areas: this replica's index of area subscriptions, kept between calls (a new one loads them all).
     """
     areas = areas if areas is not None else AreaIndex()
-    queued = 0
-    open_now: OpenPoints | None = None
-    # Bodies already composed in this call, by what they tell: many phones get the same message.
-    made: dict[tuple, str] = {}
     async with db.connection(pool) as conn:
         due = await data.due_phones(conn, now=now or datetime.now(UTC))
+        if not due:
+            return 0
+        # The points open as this call began: one read for every batch of the call.
+        open_now = OpenPoints(await data.open_points(conn))
     # Batches of phones in key order: each touches a narrow range of every index keyed by phone (windows, phones,
     # the messages' dedup keys), which the database then reads and writes page by page, not once per phone.
-    for start in range(0, len(due), settings.alert_flush_batch):
-        phones = due[start : start + settings.alert_flush_batch]
-        moment = now or datetime.now(UTC)
-        async with db.connection(pool) as conn, conn.transaction():
-            await data.tune_for_bulk(conn, phone_range=True)
-            # Another flusher may hold some (or have sent them meanwhile): those are left to it.
-            rows = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
-            if not rows:
-                continue
-            windows = [
-                _Window(r["phone_hash"], r["channel"], r["window_start"], r["area"], r["language"]) for r in rows
-            ]
-            changes: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)
-            nearby: dict[str, list[tuple[float, asyncpg.Record]]] = defaultdict(list)
-            for c in await data.window_changes(
-                conn,
-                phone_hashes=[w.phone_hash for w in windows],
-                channels=[w.channel for w in windows],
-                window_starts=[w.window_start for w in windows],
+    batches = iter(range(0, len(due), settings.alert_flush_batch))
+    # Bodies already composed in this call, by what they tell: many phones get the same message.
+    made: dict[tuple, str] = {}
+
+    async def worker() -> int:
+        queued = 0
+        for start in batches:  # shared: each batch goes to one worker
+            phones = due[start : start + settings.alert_flush_batch]
+            queued += await _flush_batch(pool, settings, phones, now=now, areas=areas, open_now=open_now, made=made)
+        return queued
+
+    # Several workers, each with its own connection and transactions (as replicas would): one composes while
+    # the database writes another's batch.
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(worker()) for _ in range(settings.alert_flush_workers)]
+    return sum(task.result() for task in tasks)
+
+
+async def _flush_batch(
+    pool: asyncpg.Pool,
+    settings: NotifySettings,
+    phones: list[str],
+    *,
+    now: datetime | None,
+    areas: AreaIndex,
+    open_now: OpenPoints,
+    made: dict[tuple, str],
+) -> int:
+    """Queue the messages of the due windows of a range of phones in one transaction; how many were queued."""
+    moment = now or datetime.now(UTC)
+    async with db.connection(pool) as conn, conn.transaction():
+        await data.tune_for_bulk(conn, phone_range=True)
+        # Another flusher may hold some (or have sent them meanwhile): those are left to it.
+        rows = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
+        if not rows:
+            return 0
+        windows = [_Window(r["phone_hash"], r["channel"], r["window_start"], r["area"], r["language"]) for r in rows]
+        changes: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)
+        nearby: dict[str, list[tuple[float, asyncpg.Record]]] = defaultdict(list)
+        for c in await data.window_changes(
+            conn,
+            phone_hashes=[w.phone_hash for w in windows],
+            channels=[w.channel for w in windows],
+            window_starts=[w.window_start for w in windows],
+        ):
+            changes[(c["phone_hash"], c["channel"])].append(c)
+        area_phones = [w.phone_hash for w in windows if w.area]
+        if area_phones:
+            await areas.refresh(conn)
+            owners, subs = areas.of_phones(area_phones)
+            lat, lon, radius = areas.places(subs)
+            services = [areas.services[row] for row in subs.tolist()]
+            for owner, points in zip(
+                owners, open_now.nearest_many(lat, lon, radius, services, settings.alert_area_points + 1), strict=True
             ):
-                changes[(c["phone_hash"], c["channel"])].append(c)
-            area_phones = [w.phone_hash for w in windows if w.area]
-            if area_phones:
-                # The points open as this call began: one read for every batch of the call.
-                open_now = open_now or OpenPoints(await data.open_points(conn))
-                await areas.refresh(conn)
-                owners, subs = areas.of_phones(area_phones)
-                lat, lon, radius = areas.places(subs)
-                services = [areas.services[row] for row in subs.tolist()]
-                for owner, points in zip(
-                    owners,
-                    open_now.nearest_many(lat, lon, radius, services, settings.alert_area_points + 1),
-                    strict=True,
-                ):
-                    nearby[owner] += points
-            outgoing: list[sms.Outgoing | None] = []
-            for w in windows:
-                body = compose(
-                    w,
-                    changes[(w.phone_hash, w.channel)],
-                    nearby[w.phone_hash] if w.channel == "alert" else [],
-                    nearest=settings.alert_area_points,
-                    made=made,
-                )
-                outgoing.append(
-                    None
-                    if body is None
-                    else sms.Outgoing(
-                        phone_hash=w.phone_hash,
-                        kind="ops" if w.channel == "ops" else "alert",
-                        body=body,
-                        dedup_key=dedup_key(w.channel, w.phone_hash, w.window_start),
-                        traceparent=next(
-                            (c["traceparent"] for c in changes[(w.phone_hash, w.channel)] if c["traceparent"]), None
-                        ),
-                    )
-                )
-            ids = await sms.enqueue_many(conn, [m for m in outgoing if m is not None])
-            sent_keys = {m.dedup_key for m, i in zip([m for m in outgoing if m], ids, strict=True) if i}
-            await data.close_windows(
-                conn,
-                phone_hashes=[w.phone_hash for w in windows],
-                channels=[w.channel for w in windows],
-                window_starts=[w.window_start for w in windows],
-                sent=[m is not None and m.dedup_key in sent_keys for m in outgoing],
-                now=moment,
+                nearby[owner] += points
+        outgoing: list[sms.Outgoing | None] = []
+        for w in windows:
+            told = changes.get((w.phone_hash, w.channel), [])
+            body = compose(
+                w,
+                told,
+                nearby.get(w.phone_hash, []) if w.channel == "alert" else [],
+                nearest=settings.alert_area_points,
+                made=made,
             )
-            queued += len(sent_keys)
-    return queued
+            outgoing.append(
+                None
+                if body is None
+                else sms.Outgoing(
+                    phone_hash=w.phone_hash,
+                    kind="ops" if w.channel == "ops" else "alert",
+                    body=body,
+                    dedup_key=dedup_key(w.channel, w.phone_hash, w.window_start),
+                    traceparent=next((c["traceparent"] for c in told if c["traceparent"]), None),
+                )
+            )
+        ids = await sms.enqueue_many(conn, [m for m in outgoing if m is not None])
+        sent_keys = {m.dedup_key for m, i in zip([m for m in outgoing if m], ids, strict=True) if i}
+        await data.close_windows(
+            conn,
+            phone_hashes=[w.phone_hash for w in windows],
+            channels=[w.channel for w in windows],
+            window_starts=[w.window_start for w in windows],
+            sent=[m is not None and m.dedup_key in sent_keys for m in outgoing],
+            now=moment,
+        )
+        return len(sent_keys)
