@@ -235,11 +235,12 @@ async def baseline(infra_url: str, namespace: str, points: list[PointState], sec
                 point = points[n % len(points)]
                 sent = time.perf_counter()
                 async with db.connection(pool) as conn:
-                    current = await data.read_for_report(conn, point_id=point.id, caller="bench", key=str(n))
-                    assert current is not None
+                    (current,) = await data.read_for_reports(conn, [(point.id, "bench", str(n))])
                     now = datetime.now(UTC)
                     values = {k: current[k] for k in ("power", "fuel_hours", "internet", "note", "low_fuel")}
                     values.update(
+                        point_id=point.id,
+                        read_version=current["version"],
                         state="open",
                         previous_state=current["state"],
                         cause="report",
@@ -249,20 +250,17 @@ async def baseline(infra_url: str, namespace: str, points: list[PointState], sec
                         reported_by="bench",
                         reported_at=now,
                         changed_at=now,
-                    )
-                    event_id = str(uuid.uuid4())
-                    saved = await data.save_report(
-                        conn,
-                        point_id=point.id,
-                        read_version=current["version"],
-                        values=values,
                         published=True,
                         served=0,
                         katotth=point.katotth,
-                        request=("bench", str(n), b"h"),
-                        messages=[OutgoingMessage(event_id, f"b.status.{point.id}", {"ce-id": event_id}, b"{}")],
+                        caller="bench",
+                        key=str(n),
+                        request_hash=b"h",
                     )
-                    assert saved is not None
+                    event_id = str(uuid.uuid4())
+                    message = OutgoingMessage(event_id, f"b.status.{point.id}", {"ce-id": event_id}, b"{}")
+                    saved = await data.save_reports(conn, [values], [(point.id, message)])
+                    assert saved
                 latencies.append((time.perf_counter() - sent) * 1000)
 
         await asyncio.gather(*(worker() for _ in range(connections)))

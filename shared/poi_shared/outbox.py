@@ -54,26 +54,30 @@ async def enqueue_many(conn: asyncpg.Connection, messages: Sequence[OutgoingMess
     )
 
 
-def insert_from_arrays(first_param: int, *, only_if: str = "true") -> str:
-    """SQL adding messages, given as four array parameters from $first_param on (see as_arrays), to the outbox in
-    their order, if only_if holds: for a change and its events written in a single statement (a data-modifying
-    CTE), which needs no transaction round trips."""
+def insert_keyed_from_arrays(first_param: int, *, key_type: str, keys: str) -> str:
+    """SQL adding messages, given as five array parameters from $first_param on (see as_keyed_arrays), to the outbox
+    in their order, those whose key the query keys returns: for many changes and their events written in a single
+    statement (a data-modifying CTE, keys selecting the changes it made), which needs no transaction round trips."""
     p = first_param
     return (
         "INSERT INTO outbox (event_id, subject, headers, body) "  # noqa: S608 - parameter numbers and caller's SQL
         "SELECT m.event_id, m.subject, m.headers::jsonb, m.body "
-        f"FROM unnest(${p}::text[], ${p + 1}::text[], ${p + 2}::text[], ${p + 3}::bytea[]) "
-        f"WITH ORDINALITY AS m(event_id, subject, headers, body, n) WHERE {only_if} ORDER BY m.n"
+        f"FROM unnest(${p}::{key_type}[], ${p + 1}::text[], ${p + 2}::text[], ${p + 3}::text[], ${p + 4}::bytea[]) "
+        f"WITH ORDINALITY AS m(key, event_id, subject, headers, body, n) WHERE m.key IN ({keys}) ORDER BY m.n"
     )
 
 
-def as_arrays(messages: Sequence[OutgoingMessage]) -> tuple[list[str], list[str], list[str], list[bytes]]:
-    """Messages as the four arrays insert_from_arrays takes: event ids, subjects, headers (JSON), bodies."""
+def as_keyed_arrays(
+    messages: Sequence[tuple[object, OutgoingMessage]],
+) -> tuple[list[object], list[str], list[str], list[str], list[bytes]]:
+    """(key, message) pairs as the five arrays insert_keyed_from_arrays takes: keys, event ids, subjects, headers
+    (JSON), bodies."""
     return (
-        [m.event_id for m in messages],
-        [m.subject for m in messages],
-        [json.dumps(m.headers) for m in messages],
-        [m.body for m in messages],
+        [key for key, _ in messages],
+        [m.event_id for _, m in messages],
+        [m.subject for _, m in messages],
+        [json.dumps(m.headers) for _, m in messages],
+        [m.body for _, m in messages],
     )
 
 

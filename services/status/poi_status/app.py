@@ -23,7 +23,7 @@ from poi_status.freshness.service import downgrade_stale
 from poi_status.overview import views as overview_views
 from poi_status.points.service import REFRESH_S, Directory
 from poi_status.reports import views as reports_views
-from poi_status.reports.service import forget_idempotency_keys
+from poi_status.reports.service import ReportWriter, forget_idempotency_keys
 from poi_status.settings import StatusSettings
 
 SERVICE = "poi-status"
@@ -81,6 +81,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             )
             app.state.settings, app.state.pool, app.state.redis = settings, pool, redis_client
             app.state.directory, app.state.jetstream, app.state.feed_stop = directory, js, feed_stop
+            app.state.report_writer = ReportWriter(pool, redis_client, settings)
             app.state.readiness = readiness_checks(pool=pool, cache=redis_client, broker=broker)
             metrics.track_broker(app.state.metrics, broker)
             metrics.track_outbox(app.state.metrics, pool)

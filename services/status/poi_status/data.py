@@ -107,92 +107,108 @@ async def known_points_by_id(conn: asyncpg.Connection, point_ids: Sequence[UUID]
 # Current status and history
 
 
-async def read_for_report(
-    conn: asyncpg.Connection, *, point_id: UUID, caller: str, key: str | None
-) -> asyncpg.Record | None:
-    """The point's current status, what status knows of the point, and what an earlier report with the key made."""
-    return await conn.fetchrow(
+# A report's row in save_reports: the point, the version it was merged into, the next version's values, and what
+# else it writes (published, served, area, idempotency key). Columns in the order of REPORT_ARRAYS.
+REPORT_ARRAYS = (
+    ("point_id", "uuid"),
+    ("read_version", "bigint"),
+    ("state", "text"),
+    ("previous_state", "text"),
+    ("cause", "text"),
+    ("services", "text"),
+    ("power", "text"),
+    ("fuel_hours", "float8"),
+    ("low_fuel", "bool"),
+    ("internet", "text"),
+    ("occupancy", "int"),
+    ("capacity", "int"),
+    ("note", "text"),
+    ("reported_by", "text"),
+    ("reported_at", "timestamptz"),
+    ("changed_at", "timestamptz"),
+    ("published", "bool"),
+    ("served", "int"),
+    ("katotth", "text"),
+    ("caller", "text"),
+    ("key", "text"),
+    ("request_hash", "bytea"),
+)
+_REPORT_INPUT = "unnest({}) AS i({})".format(
+    ", ".join(f"${n}::{sql_type}[]" for n, (_, sql_type) in enumerate(REPORT_ARRAYS, start=1)),
+    ", ".join(name for name, _ in REPORT_ARRAYS),
+)
+
+
+async def read_for_reports(
+    conn: asyncpg.Connection, requests: Sequence[tuple[UUID, str, str | None]]
+) -> list[asyncpg.Record]:
+    """For each (point, caller, key): the point's current status, what status knows of the point, and what an
+    earlier report with the key made (unknown points are left out)."""
+    return await conn.fetch(
         """SELECT s.point_id, s.version, s.state, s.previous_state, s.cause, s.services, s.power, s.fuel_hours,
                   s.low_fuel, s.internet, s.occupancy, s.capacity, s.note, s.reported_by, s.reported_at,
                   s.changed_at, s.published_reported_at,
                   k.katotth, k.category, k.capacity AS point_capacity, k.services AS offered, k.retired,
                   r.request_hash, r.version AS request_version
-           FROM point_status s JOIN known_points k ON k.id = s.point_id
-           LEFT JOIN report_requests r ON r.point_id = s.point_id AND r.caller = $2 AND r.key = $3
-           WHERE s.point_id = $1""",
-        point_id,
-        caller,
-        key,
+           FROM unnest($1::uuid[], $2::text[], $3::text[]) AS i(point_id, caller, key)
+           JOIN point_status s ON s.point_id = i.point_id
+           JOIN known_points k ON k.id = s.point_id
+           LEFT JOIN report_requests r ON r.point_id = i.point_id AND r.caller = i.caller AND r.key = i.key""",
+        [point_id for point_id, _, _ in requests],
+        [caller for _, caller, _ in requests],
+        [key for _, _, key in requests],
     )
 
 
-async def save_report(
+async def save_reports(
     conn: asyncpg.Connection,
-    *,
-    point_id: UUID,
-    read_version: int,
-    values: dict[str, Any],
-    published: bool,
-    served: int,
-    katotth: str,
-    request: tuple[str, str, bytes] | None,
-    messages: Sequence[OutgoingMessage],
-) -> int | None:
-    """Make the next version current unless the status changed since it was read at read_version; returns that
-    version (None when another change came first).
+    reports: Sequence[dict[str, Any]],
+    messages: Sequence[tuple[UUID, OutgoingMessage]],
+) -> dict[UUID, int]:
+    """Make each report's next version current unless its point's status changed since it was read at its
+    read_version; returns the new version of each point written (the others had another change first).
 
-    One statement: the status, its history row, the people served, the idempotency key (caller, key, request
-    hash) and the events are all written, or (when another change came first) none of them.
+    reports are rows with the keys of REPORT_ARRAYS, one per point; messages are each report's events, keyed by
+    its point. One statement: for every report, the status, its history row, the people served, the idempotency
+    key and the events are all written, or (when another change came first) none of them. Rows are locked in point
+    order, as area switches lock them, so concurrent batches wait for each other instead of deadlocking.
     """
-    caller, key, request_hash = request or (None, None, None)
-    # Only the version comes back: the caller has the row it wrote, and decoding it again is CPU per report.
-    version: int | None = await conn.fetchval(
-        f"""WITH saved AS (
-                UPDATE point_status SET version = version + 1, state = $3, previous_state = $4, cause = $5,
-                    services = $6::jsonb, power = $7, fuel_hours = $8, low_fuel = $9, internet = $10,
-                    occupancy = $11, capacity = $12, note = $13, reported_by = $14, reported_at = $15,
-                    changed_at = $16,
-                    published_reported_at = CASE WHEN $17 THEN $15 ELSE published_reported_at END
-                WHERE point_id = $1 AND version = $2
-                RETURNING {STATUS_COLUMNS}),
+    arrays = [[report[name] for report in reports] for name, _ in REPORT_ARRAYS]
+    events = outbox.insert_keyed_from_arrays(len(REPORT_ARRAYS) + 1, key_type="uuid", keys="SELECT point_id FROM saved")
+    rows = await conn.fetch(
+        f"""WITH input AS MATERIALIZED (SELECT * FROM {_REPORT_INPUT}),
+            locked AS (
+                SELECT s.point_id FROM point_status s JOIN input i ON i.point_id = s.point_id
+                WHERE s.version = i.read_version ORDER BY s.point_id FOR UPDATE OF s),
+            saved AS (
+                UPDATE point_status s SET version = s.version + 1, state = i.state,
+                    previous_state = i.previous_state, cause = i.cause, services = i.services::jsonb,
+                    power = i.power, fuel_hours = i.fuel_hours, low_fuel = i.low_fuel, internet = i.internet,
+                    occupancy = i.occupancy, capacity = i.capacity, note = i.note, reported_by = i.reported_by,
+                    reported_at = i.reported_at, changed_at = i.changed_at,
+                    published_reported_at = CASE WHEN i.published THEN i.reported_at
+                                                 ELSE s.published_reported_at END
+                FROM locked l, input i
+                WHERE s.point_id = l.point_id AND i.point_id = l.point_id AND s.version = i.read_version
+                RETURNING {", ".join(f"s.{c.strip()}" for c in STATUS_COLUMNS.split(","))},
+                          i.served, i.katotth, i.caller, i.key, i.request_hash),
             history AS (
                 INSERT INTO status_reports ({STATUS_COLUMNS}, served)
-                SELECT {STATUS_COLUMNS}, $18 FROM saved),
+                SELECT {STATUS_COLUMNS}, served FROM saved),
             visitors AS (
                 INSERT INTO visitors_daily (point_id, day, katotth, served)
-                SELECT point_id, ($15::timestamptz AT TIME ZONE '{DAY_ZONE}')::date, $19, $18 FROM saved
-                WHERE $18 > 0
+                SELECT point_id, (reported_at AT TIME ZONE '{DAY_ZONE}')::date, katotth, served FROM saved
+                WHERE served > 0
                 ON CONFLICT (point_id, day) DO UPDATE SET served = visitors_daily.served + EXCLUDED.served),
             request AS (
                 INSERT INTO report_requests (point_id, caller, key, request_hash, version)
-                SELECT point_id, $20, $21, $22, version FROM saved WHERE $21::text IS NOT NULL),
-            events AS ({outbox.insert_from_arrays(23, only_if="EXISTS (SELECT 1 FROM saved)")})
-            SELECT version FROM saved""",  # noqa: S608 -- constant columns, zone and outbox statement
-        point_id,
-        read_version,
-        values["state"],
-        values["previous_state"],
-        values["cause"],
-        values["services"],
-        values["power"],
-        values["fuel_hours"],
-        values["low_fuel"],
-        values["internet"],
-        values["occupancy"],
-        values["capacity"],
-        values["note"],
-        values["reported_by"],
-        values["reported_at"],
-        values["changed_at"],
-        published,
-        served,
-        katotth,
-        caller,
-        key,
-        request_hash,
-        *outbox.as_arrays(messages),
+                SELECT point_id, caller, key, request_hash, version FROM saved WHERE key IS NOT NULL),
+            events AS ({events})
+            SELECT point_id, version FROM saved""",  # noqa: S608 -- constant columns, zone and outbox statement
+        *arrays,
+        *outbox.as_keyed_arrays(messages),
     )
-    return version
+    return {row["point_id"]: row["version"] for row in rows}
 
 
 async def get_version(conn: asyncpg.Connection, point_id: UUID, version: int) -> asyncpg.Record | None:

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from nats.js import JetStreamContext
 
 from poi_status.points.service import Directory
+from poi_status.reports.service import ReportWriter
 from poi_status.settings import StatusSettings
 
 
@@ -34,6 +35,11 @@ async def get_directory(request: Request) -> Directory:
     return request.app.state.directory
 
 
+async def get_report_writer(request: Request) -> ReportWriter:
+    """The writer that batches this replica's reports."""
+    return request.app.state.report_writer
+
+
 async def get_jetstream(request: Request) -> JetStreamContext:
     """The JetStream context (the live feed reads the status stream)."""
     return request.app.state.jetstream
@@ -43,4 +49,5 @@ Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Redis = Annotated[redis.Redis, Depends(get_redis)]
 Settings = Annotated[StatusSettings, Depends(get_settings)]
 Known = Annotated[Directory, Depends(get_directory)]
+Reports = Annotated[ReportWriter, Depends(get_report_writer)]
 JetStream = Annotated[JetStreamContext, Depends(get_jetstream)]

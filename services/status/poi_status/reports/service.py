@@ -11,10 +11,13 @@ so search can say "confirmed N min ago" without an event for every tap on "still
 leave gaps in the versions consumers see.
 """
 
+import asyncio
+import contextvars
 import hashlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +30,8 @@ import redis.asyncio as redis
 from poi_shared import db, outbox
 from poi_shared.auth import Principal
 from poi_shared.contracts import OpenState, StatusState
+from poi_shared.envelope import OutgoingMessage
+from poi_shared.errors import DEPENDENCY_ERRORS
 from poi_status import cache, data, events
 from poi_status.points.service import Directory
 from poi_status.reports.models import OVERCROWDING, PublicStatus, StatusReport
@@ -85,72 +90,230 @@ class Merged:
     low_fuel_began: bool
 
 
-async def record_report(
-    pool: asyncpg.Pool,
-    redis_client: redis.Redis,
-    *,
-    point_id: UUID,
-    report: StatusReport,
-    caller: Principal,
-    idempotency_key: str | None,
-    settings: StatusSettings,
-) -> Recorded:
-    """Check the caller may report on the point, then store the report as the next version, once per key.
+@dataclass(eq=False)
+class _Pending:
+    """A report waiting for its batch: what it needs, the request's context (its events carry the request's
+    trace), and where its answer goes."""
 
-    Two statements and no transaction: a read, then one statement that writes everything only if the status is
-    still the version read. Another change in between (a report, an area switch, the stale sweep) makes it write
-    nothing, and the report is merged again into what is current then.
+    point_id: UUID
+    report: StatusReport
+    caller: Principal
+    key: str | None
+    request_hash: bytes
+    context: contextvars.Context
+    answer: asyncio.Future[Recorded]
+    attempts: int = 0
+    alone: bool = False  # written in a batch of its own: its batch failed as a whole
+
+
+@dataclass(frozen=True)
+class _Write:
+    """A report merged into its point's current status, ready for save_reports."""
+
+    pending: _Pending
+    row: dict[str, Any]
+    state: StatusState
+    messages: list[OutgoingMessage]
+
+
+class ReportWriter:
+    """Writes the reports of concurrent requests together: a batch is one read and one statement (one commit).
+
+    Reports wait in arrival order; a batch takes at most one report per point and never a point another batch is
+    writing, so the reports on one point apply one after the other, in order. A report whose point changed since
+    it was read (another replica, an area switch, the stale sweep) is merged again in the next batch; every
+    report is answered alone (a bad one fails only its own request). State: the queue and the batches in flight.
     """
-    known_at = time.monotonic()  # before the commit, so the cached entry expires within the TTL of any later one
-    request_hash = hashlib.sha256(report.model_dump_json(exclude_unset=True).encode()).digest()
-    async with db.connection(pool) as conn:
-        for _ in range(WRITE_ATTEMPTS):
-            current = await data.read_for_report(conn, point_id=point_id, caller=caller.subject, key=idempotency_key)
-            if current is None:
-                raise PointNotFound(f"no point {point_id} (a newly registered point takes a moment to arrive)")
-            if not caller.operates(point_id, current["katotth"]):
-                raise NotAllowed(f"your account may not report on point {point_id}")
-            if current["request_version"] is not None:
-                if current["request_hash"] != request_hash:
-                    raise KeyReused("this Idempotency-Key was used for a different report; use a new key")
-                row = await data.get_version(conn, point_id, current["request_version"])
-                assert row is not None
-                return Recorded(events.status_state(row), replayed=True)
-            if current["retired"]:
-                raise PointRetired(f"point {point_id} is retired")
-            merged = merge_report(
-                current,
-                report,
-                caller=caller.subject,
-                now=datetime.now(UTC),
-                low_fuel_hours=settings.low_fuel_hours,
-                confirm_event_interval_s=settings.confirm_event_interval_s,
+
+    def __init__(self, pool: asyncpg.Pool, redis_client: redis.Redis, settings: StatusSettings) -> None:
+        self._pool, self._redis, self._settings = pool, redis_client, settings
+        self._queue: deque[_Pending] = deque()
+        self._busy: set[UUID] = set()  # points of the batches in flight
+        self._writing: set[asyncio.Task[None]] = set()
+
+    async def record(
+        self, *, point_id: UUID, report: StatusReport, caller: Principal, idempotency_key: str | None
+    ) -> Recorded:
+        """Check the caller may report on the point, then store the report as the next version, once per key."""
+        pending = _Pending(
+            point_id=point_id,
+            report=report,
+            caller=caller,
+            key=idempotency_key,
+            request_hash=hashlib.sha256(report.model_dump_json(exclude_unset=True).encode()).digest(),
+            context=contextvars.copy_context(),
+            answer=asyncio.get_running_loop().create_future(),
+        )
+        self._queue.append(pending)
+        self._start_batches()
+        return await pending.answer
+
+    def _start_batches(self) -> None:
+        """Start batches from the queue while fewer than the allowed number are in flight."""
+        while self._queue and len(self._writing) < self._settings.report_batches_in_flight:
+            batch = self._take()
+            if not batch:
+                return  # what waits is on points being written: their batch ends, then this runs again
+            for pending in batch:
+                self._busy.add(pending.point_id)
+            task = asyncio.create_task(self._write(batch))
+            self._writing.add(task)
+            task.add_done_callback(self._written)
+
+    def _take(self) -> list[_Pending]:
+        """The next batch, in arrival order, one report per point; the rest keep their order in the queue."""
+        batch: list[_Pending] = []
+        points: set[UUID] = set()
+        left: deque[_Pending] = deque()
+        while self._queue:
+            pending = self._queue.popleft()
+            if pending.answer.done():  # the request went away before its report was taken: never written
+                continue
+            if (
+                len(batch) >= self._settings.report_batch_max
+                or pending.point_id in points
+                or pending.point_id in self._busy
+                or (pending.alone and batch)
+                or (batch and batch[0].alone)
+            ):
+                left.append(pending)
+                points.add(pending.point_id)  # later reports on its point stay behind it
+                continue
+            batch.append(pending)
+            points.add(pending.point_id)
+        self._queue = left
+        return batch
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self._writing.discard(task)
+        self._start_batches()
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        """Write a batch and answer each of its reports; those whose point changed first go back to the queue."""
+        retry: list[_Pending] = []
+        try:
+            retry = await self._write_batch(batch)
+        except Exception as exc:  # the batch's connection or statement failed: every report of it says so
+            if len(batch) > 1 and not isinstance(exc, DEPENDENCY_ERRORS):
+                log.warning("a batch of %d reports failed, writing each alone: %r", len(batch), exc)
+                for pending in batch:
+                    pending.alone = True
+                retry = batch
+            else:
+                for pending in batch:
+                    _fail(pending, exc)
+        finally:
+            for pending in batch:
+                self._busy.discard(pending.point_id)
+        for pending in retry:
+            pending.attempts += 1
+            if pending.attempts >= WRITE_ATTEMPTS:
+                _fail(
+                    pending,
+                    Contended(
+                        f"point {pending.point_id}'s status kept changing while this report was written; send it again"
+                    ),
+                )
+        self._queue.extendleft(reversed([p for p in retry if not p.answer.done()]))
+
+    async def _write_batch(self, batch: list[_Pending]) -> list[_Pending]:
+        """One read, one statement, then Redis; returns the reports to merge again (their point changed first)."""
+        settings = self._settings
+        known_at = time.monotonic()  # before the commit, so the cached entries expire within the TTL of later ones
+        writes: list[_Write] = []
+        retry: list[_Pending] = []
+        async with db.connection(self._pool) as conn:
+            rows = await data.read_for_reports(conn, [(p.point_id, p.caller.subject, p.key) for p in batch])
+            current = {row["point_id"]: row for row in rows}
+            now = datetime.now(UTC)
+            for pending in batch:
+                try:
+                    write = _merge(pending, current.get(pending.point_id), now=now, settings=settings)
+                    if write is None:  # a retry of a report already applied
+                        version = current[pending.point_id]["request_version"]
+                        row = await data.get_version(conn, pending.point_id, version)
+                        assert row is not None
+                        _answer(pending, Recorded(events.status_state(row), replayed=True))
+                    else:
+                        writes.append(write)
+                except Exception as exc:  # this report's own fault (or a bug): only its request fails
+                    _fail(pending, exc)
+            if not writes:
+                return retry
+            try:
+                saved = await data.save_reports(
+                    conn,
+                    [w.row for w in writes],
+                    [(w.pending.point_id, m) for w in writes for m in w.messages],
+                )
+            except asyncpg.TransactionRollbackError:  # a deadlock with another writer: nothing was written
+                return [w.pending for w in writes]
+        done = [w for w in writes if saved.get(w.pending.point_id) == w.state.version]
+        retry = [w.pending for w in writes if saved.get(w.pending.point_id) != w.state.version]
+        if any(w.messages for w in done):
+            outbox.committed()
+        try:
+            await cache.cache_committed(
+                self._redis, settings.namespace, [w.state for w in done], expires_at=known_at + settings.cache_ttl_s
             )
-            state = events.status_state({**merged.values, "point_id": point_id, "version": current["version"] + 1})
-            messages = (
-                events.report_messages(settings.namespace, state, low_fuel_began=merged.low_fuel_began)
-                if merged.publish
-                else []
-            )
-            saved = await data.save_report(
-                conn,
-                point_id=point_id,
-                read_version=current["version"],
-                values=merged.values,
-                published=merged.publish,
-                served=report.served,
-                katotth=current["katotth"],
-                request=(caller.subject, idempotency_key, request_hash) if idempotency_key is not None else None,
-                messages=messages,
-            )
-            if saved is not None:
-                break
-        else:
-            raise Contended(f"point {point_id}'s status kept changing while this report was written; send it again")
-    if messages:
-        outbox.committed()
-    await cache.cache_committed(redis_client, settings.namespace, [state], expires_at=known_at + settings.cache_ttl_s)
-    return Recorded(state, replayed=False)
+        except Exception:  # committed all the same: never written again, and the entries expire within the TTL
+            log.exception("cannot cache %d reported statuses", len(done))
+        for write in done:
+            _answer(write.pending, Recorded(write.state, replayed=False))
+        return retry
+
+
+def _merge(
+    pending: _Pending, current: Mapping[str, Any] | None, *, now: datetime, settings: StatusSettings
+) -> _Write | None:
+    """Check the report against its point's current status and merge it; None when it was applied already."""
+    point_id, caller = pending.point_id, pending.caller
+    if current is None:
+        raise PointNotFound(f"no point {point_id} (a newly registered point takes a moment to arrive)")
+    if not caller.operates(point_id, current["katotth"]):
+        raise NotAllowed(f"your account may not report on point {point_id}")
+    if current["request_version"] is not None:
+        if current["request_hash"] != pending.request_hash:
+            raise KeyReused("this Idempotency-Key was used for a different report; use a new key")
+        return None
+    if current["retired"]:
+        raise PointRetired(f"point {point_id} is retired")
+    merged = merge_report(
+        current,
+        pending.report,
+        caller=caller.subject,
+        now=now,
+        low_fuel_hours=settings.low_fuel_hours,
+        confirm_event_interval_s=settings.confirm_event_interval_s,
+    )
+    state = events.status_state({**merged.values, "point_id": point_id, "version": current["version"] + 1})
+    messages = (
+        pending.context.run(events.report_messages, settings.namespace, state, low_fuel_began=merged.low_fuel_began)
+        if merged.publish
+        else []
+    )
+    row = {
+        **merged.values,
+        "point_id": point_id,
+        "read_version": current["version"],
+        "published": merged.publish,
+        "served": pending.report.served,
+        "katotth": current["katotth"],
+        "caller": caller.subject if pending.key is not None else None,
+        "key": pending.key,
+        "request_hash": pending.request_hash if pending.key is not None else None,
+    }
+    return _Write(pending, row, state, messages)
+
+
+def _answer(pending: _Pending, recorded: Recorded) -> None:
+    if not pending.answer.done():
+        pending.answer.set_result(recorded)
+
+
+def _fail(pending: _Pending, exc: BaseException) -> None:
+    if not pending.answer.done():
+        pending.answer.set_exception(exc)
 
 
 def merge_report(

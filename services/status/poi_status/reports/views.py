@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, R
 from poi_shared.auth import CurrentPrincipal, forbid
 from poi_shared.errors import invalid
 from poi_shared.openapi import problems
-from poi_status.dependencies import Known, Pool, Redis, Settings
+from poi_status.dependencies import Known, Pool, Redis, Reports, Settings
 from poi_status.reports import service
 from poi_status.reports.models import REPORT_MAX_BYTES, PublicStatus, PublicStatuses, StatusReport
 
@@ -50,9 +50,7 @@ async def report_body_limit(request: Request) -> None:
 async def report_status(
     point_id: UUID,
     report: StatusReport,
-    pool: Pool,
-    redis_client: Redis,
-    settings: Settings,
+    writer: Reports,
     caller: CurrentPrincipal,
     idempotency_key: Annotated[
         str | None,
@@ -66,15 +64,7 @@ async def report_status(
 ) -> Response:
     """The point's operator (or its area's coordinator, or an admin) says how the point is doing right now."""
     try:
-        recorded = await service.record_report(
-            pool,
-            redis_client,
-            point_id=point_id,
-            report=report,
-            caller=caller,
-            idempotency_key=idempotency_key,
-            settings=settings,
-        )
+        recorded = await writer.record(point_id=point_id, report=report, caller=caller, idempotency_key=idempotency_key)
     except service.PointNotFound as exc:
         raise HTTPException(404, str(exc)) from exc
     except service.NotAllowed as exc:
