@@ -128,8 +128,10 @@ class Supervisor:
         stream: StreamSpec,
         durable: str,
         handler: jetstream.Handler,
+        batch_handler: jetstream.BatchHandler | None = None,
     ) -> None:
-        """Run a durable consumer of the stream, and of the dead letters replayed to it, until stopped."""
+        """Run a durable consumer of the stream, and of the dead letters replayed to it, until stopped (see
+        jetstream.run_consumer for batch_handler)."""
         # The stream itself, and the replay stream's subject where `poi deadletters replay` sends this consumer's own.
         sources = {durable: (stream, None), f"{durable}-replay": (REPLAY, REPLAY.subject(settings.namespace, durable))}
         for name, (source, filter_subject) in sources.items():
@@ -143,6 +145,7 @@ class Supervisor:
                     filter_subject=filter_subject,
                     durable=durable,
                     handler=handler,
+                    batch_handler=batch_handler,
                     stop=self.stop,
                     batch=settings.consumer_batch,
                     ack_wait_s=settings.consumer_ack_wait_s,

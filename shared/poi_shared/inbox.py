@@ -1,5 +1,7 @@
 """Inbox: a consumer records each event id it handled, in the same transaction as its work."""
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from poi_shared import db
@@ -13,6 +15,17 @@ async def claim(conn: asyncpg.Connection, *, consumer: str, event_id: str) -> bo
         event_id,
     )
     return bool(inserted)
+
+
+async def claim_many(conn: asyncpg.Connection, *, consumer: str, event_ids: Sequence[str]) -> set[str]:
+    """The events this consumer sees for the first time, of those given (one statement); the rest are repeats."""
+    rows = await conn.fetch(
+        """INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::text[])
+           ON CONFLICT DO NOTHING RETURNING event_id""",
+        consumer,
+        list(event_ids),
+    )
+    return {row["event_id"] for row in rows}
 
 
 async def prune(pool: asyncpg.Pool, *, consumer: str, older_than_s: float, batch: int) -> int:

@@ -3,8 +3,8 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import nats
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("poi_shared.jetstream")
 
 Handler = Callable[[Event], Awaitable[None]]
+# Handles a fetch's events together, in order, committing their work at once (e.g. one transaction with their
+# inbox rows); when it raises, nothing of it may have been committed, and the events are handled one at a time.
+BatchHandler = Callable[[Sequence[Event]], Awaitable[None]]
 DUPLICATE_WINDOW_S = 120.0
 
 # Headers a dead letter carries besides the original ones.
@@ -129,6 +132,7 @@ async def run_consumer(
     handler: Handler,
     stop: asyncio.Event,
     filter_subject: str | None = None,
+    batch_handler: BatchHandler | None = None,
     batch: int = 64,
     ack_wait_s: float = 30.0,
     retry_initial_s: float = 0.5,
@@ -143,6 +147,10 @@ async def run_consumer(
     and is retried with capped exponential backoff: without limit for dependency errors, poison_budget times
     for unexpected ones. Undecodable messages, a handler's PoisonMessage and a spent budget are dead-lettered,
     then termed. On stop, what is still in hand is nak'ed for immediate redelivery.
+
+    With a batch_handler, the messages of a fetch are first handed to it together and acked once it returns: a
+    commit per fetch rather than per message. If any of them cannot be decoded, or it raises, they are handled one
+    at a time by handler as above (its work was rolled back, and the inbox makes a repeat harmless anyway).
     """
     stream_name = stream.stream_name(namespace)
     # Create or update: changed settings reach a durable that already exists.
@@ -177,6 +185,14 @@ async def run_consumer(
                 continue
             unsettled = list(msgs)
             async with _kept_in_progress(unsettled, every_s=ack_wait_s / 3):
+                if (
+                    batch_handler is not None
+                    and len(unsettled) > 1
+                    and await _handle_together(consumer, unsettled, batch_handler)
+                ):
+                    for msg in unsettled:
+                        await _settle(msg.ack())
+                    continue
                 while unsettled and await _handle_one(consumer, unsettled[0]):
                     unsettled.pop(0)
                 for msg in unsettled:  # stopping: another replica gets them at once, in order
@@ -209,6 +225,32 @@ class _Consumer:
     stop: asyncio.Event
     retry: RetryPolicy
     publish_timeout_s: float
+
+
+async def _handle_together(consumer: _Consumer, msgs: list[Msg], batch_handler: BatchHandler) -> bool:
+    """Hand the messages to the batch handler at once; False (nothing acked) if one is undecodable or it raises."""
+    try:
+        events = [parse_message(msg.headers or {}, msg.data) for msg in msgs]
+    except PoisonMessage:
+        return False
+    try:
+        await batch_handler(events)
+    except Exception as exc:
+        log.info("consumer %s handles %d messages one at a time: %r", consumer.durable, len(msgs), exc)
+        return False
+    return True
+
+
+@contextmanager
+def consuming(event: Event) -> Iterator[trace.Span]:
+    """The consumer span of one event, a child of its publisher's: for a batch handler's work on each event."""
+    with tracer.start_as_current_span(
+        f"consume {event.type}",
+        context=propagate.extract(event.headers),
+        kind=trace.SpanKind.CONSUMER,
+        attributes={"messaging.system": "nats"},
+    ) as span:
+        yield span
 
 
 async def _handle_one(consumer: _Consumer, msg: Msg) -> bool:

@@ -101,6 +101,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 stream=STATUS,
                 durable=events.STATUS_CONSUMER,
                 handler=partial(events.handle_status_event, pool),
+                batch_handler=partial(events.handle_status_events, pool),
             )
             supervisor.prune_inbox(pool, settings, consumer=events.STATUS_CONSUMER)
             # --- alerts: points and status events in, planner and flusher loops ---
@@ -117,6 +118,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 stream=STATUS,
                 durable=events.STATUS_ALERTS_CONSUMER,
                 handler=partial(events.handle_alert_event, pool),
+                batch_handler=partial(events.handle_alert_events, pool),
             )
             supervisor.prune_inbox(pool, settings, consumer=events.STATUS_ALERTS_CONSUMER)
             # This replica's area subscriptions in memory (loaded by the first plan or flush, then kept current).
@@ -213,6 +215,7 @@ def _run_webhooks(
         stream=STATUS,
         durable=events.STATUS_WEBHOOKS_CONSUMER,
         handler=partial(events.handle_status_event_for_webhooks, pool, queued=wake.set),
+        batch_handler=partial(events.handle_status_events_for_webhooks, pool, queued=wake.set),
     )
     for consumer in (events.POINTS_WEBHOOKS_CONSUMER, events.STATUS_WEBHOOKS_CONSUMER):
         supervisor.prune_inbox(pool, settings, consumer=consumer)

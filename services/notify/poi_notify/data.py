@@ -1,6 +1,6 @@
 """Every SQL statement of the notify service."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -27,6 +27,21 @@ async def insert_observation(
         version,
         state,
         reported_at,
+    )
+
+
+async def insert_observations(
+    conn: asyncpg.Connection, observations: Sequence[tuple[str, UUID, int, str, datetime]]
+) -> None:
+    """Record many status events, each as (event id, point, version, state, reported_at), in one statement."""
+    await conn.execute(
+        """INSERT INTO status_observations (event_id, point_id, version, state, reported_at)
+           SELECT * FROM unnest($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::timestamptz[])""",
+        [o[0] for o in observations],
+        [o[1] for o in observations],
+        [o[2] for o in observations],
+        [o[3] for o in observations],
+        [o[4] for o in observations],
     )
 
 
@@ -912,6 +927,15 @@ async def lock_webhook_point(conn: asyncpg.Connection, point_id: UUID) -> None:
     # Without it a status event could find its point unknown and wait while the point's registration, in a
     # transaction running beside it, finds no waiting event: the event would wait for ever.
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 5005))", str(point_id))
+
+
+async def lock_webhook_points(conn: asyncpg.Connection, point_ids: Sequence[UUID]) -> None:
+    """lock_webhook_point for many points, taken in the order given (sorted, so batches never deadlock)."""
+    await conn.execute(
+        """SELECT pg_advisory_xact_lock(hashtextextended(p, 5005))
+           FROM unnest($1::text[]) WITH ORDINALITY AS x(p, n) ORDER BY n""",
+        [str(p) for p in point_ids],
+    )
 
 
 async def upsert_webhook_point(

@@ -1,6 +1,6 @@
 """Status events in: each is recorded exactly once, however often it is delivered."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -8,7 +8,7 @@ from poi_notify import data
 from poi_notify.alerts import service as alerts
 from poi_notify.alerts.templates import LOW_FUEL, STALE
 from poi_notify.webhooks import service as webhooks_service
-from poi_shared import db, inbox
+from poi_shared import db, inbox, jetstream
 from poi_shared.contracts import STATUS_LOW_FUEL, STATUS_STALE, PointState, StatusState
 from poi_shared.envelope import Event
 
@@ -31,6 +31,24 @@ async def handle_status_event(pool: asyncpg.Pool, event: Event) -> None:
             state=status.state.value,
             reported_at=status.reported_at,
         )
+
+
+async def handle_status_events(pool: asyncpg.Pool, batch: Sequence[Event]) -> None:
+    """A fetch's events at once: recorded and marked handled in one transaction; repeats change nothing."""
+    statuses = [e for e in batch if isinstance(e.data, StatusState)]
+    if not statuses:
+        return
+    async with db.connection(pool) as conn, conn.transaction():
+        claimed = await inbox.claim_many(conn, consumer=STATUS_CONSUMER, event_ids=[e.id for e in statuses])
+        observations = []
+        for event in statuses:
+            if event.id in claimed:
+                claimed.discard(event.id)  # the same event twice in a fetch is recorded once
+                status = event.data
+                assert isinstance(status, StatusState)
+                observations.append((event.id, status.point_id, status.version, status.state.value, status.reported_at))
+        if observations:
+            await data.insert_observations(conn, observations)
 
 
 # --- Alerts: registry point events and status events for alerts ---
@@ -63,6 +81,21 @@ async def handle_alert_event(pool: asyncpg.Pool, event: Event) -> None:
         await alerts.observe_status(conn, status, ops=_OPS_NEWS.get(event.type))
 
 
+async def handle_alert_events(pool: asyncpg.Pool, batch: Sequence[Event]) -> None:
+    """A fetch's events at once, in order, in one transaction with their inbox rows (see handle_alert_event)."""
+    statuses = [e for e in batch if isinstance(e.data, StatusState)]
+    if not statuses:
+        return
+    async with db.connection(pool) as conn, conn.transaction():
+        claimed = await inbox.claim_many(conn, consumer=STATUS_ALERTS_CONSUMER, event_ids=[e.id for e in statuses])
+        for event in statuses:
+            if event.id in claimed:
+                claimed.discard(event.id)
+                assert isinstance(event.data, StatusState)
+                with jetstream.consuming(event):  # the news queued carries this event's trace
+                    await alerts.observe_status(conn, event.data, ops=_OPS_NEWS.get(event.type))
+
+
 # --- Webhooks: points learnt from registry events, status events turned into deliveries ---
 
 POINTS_WEBHOOKS_CONSUMER = "notify-webhooks-points"
@@ -87,5 +120,22 @@ async def handle_status_event_for_webhooks(
         if not await inbox.claim(conn, consumer=STATUS_WEBHOOKS_CONSUMER, event_id=event.id):
             return
         planned = await webhooks_service.plan_deliveries(conn, event)
+    if planned:
+        queued()
+
+
+async def handle_status_events_for_webhooks(
+    pool: asyncpg.Pool, batch: Sequence[Event], *, queued: Callable[[], None] = lambda: None
+) -> None:
+    """A fetch's events at once, in order, in one transaction with their inbox rows; then wake the sender."""
+    planned = 0
+    async with db.connection(pool) as conn, conn.transaction():
+        claimed = await inbox.claim_many(conn, consumer=STATUS_WEBHOOKS_CONSUMER, event_ids=[e.id for e in batch])
+        await webhooks_service.lock_points_of(conn, batch)
+        for event in batch:
+            if event.id in claimed:
+                claimed.discard(event.id)
+                with jetstream.consuming(event):
+                    planned += await webhooks_service.plan_deliveries(conn, event, locked=True)
     if planned:
         queued()

@@ -3,6 +3,7 @@
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -96,6 +97,13 @@ async def learn_point(conn: asyncpg.Connection, point: PointState) -> None:
         )
 
 
+async def lock_points_of(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Take the locks of every point the status events are about, in one statement, in one order for all."""
+    points = {e.data.point_id for e in events if isinstance(e.data, StatusState)}
+    if points:
+        await data.lock_webhook_points(conn, sorted(points))
+
+
 def cloud_event(event: Event) -> str:
     """The event as a CloudEvents 1.0 structured-mode JSON document: what is POSTed and signed."""
     document: dict[str, Any] = {
@@ -111,12 +119,16 @@ def cloud_event(event: Event) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-async def plan_deliveries(conn: asyncpg.Connection, event: Event) -> int:
-    """Queue the event for every enabled webhook whose filter takes it, in the caller's transaction; how many."""
+async def plan_deliveries(conn: asyncpg.Connection, event: Event, *, locked: bool = False) -> int:
+    """Queue the event for every enabled webhook whose filter takes it, in the caller's transaction; how many.
+
+    locked: the caller's transaction holds the point's lock already (lock_points_of, for a batch of events).
+    """
     status = event.data
     if not isinstance(status, StatusState):
         return 0  # area activations are followed through the per-point events they cause
-    await data.lock_webhook_point(conn, status.point_id)
+    if not locked:
+        await data.lock_webhook_point(conn, status.point_id)
     # Hidden points match nothing: they never reach anyone outside the services.
     known, queued = await data.queue_deliveries(
         conn, point_id=status.point_id, event_id=event.id, event_type=event.type, body=cloud_event(event)
