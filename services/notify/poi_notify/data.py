@@ -1022,6 +1022,46 @@ async def insert_delivery(
     )
 
 
+async def webhook_event_types(conn: asyncpg.Connection) -> set[str]:
+    """The event types any enabled webhook takes."""
+    rows = await conn.fetch("SELECT DISTINCT unnest(event_types) AS event_type FROM webhooks WHERE enabled")
+    return {row["event_type"] for row in rows}
+
+
+async def queue_many_deliveries(
+    conn: asyncpg.Connection, events: Sequence[tuple[UUID, str, str, str]]
+) -> list[tuple[bool, int]]:
+    """queue_deliveries for many events, each (point, event id, event type, body), in one statement; for each, in
+    order, whether its point is known and how many deliveries were queued."""
+    rows = await conn.fetch(
+        """WITH event AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                   WITH ORDINALITY AS e(point_id, event_id, event_type, body, n)),
+           matched AS (
+               SELECT e.n, w.id AS webhook_id, e.event_id, e.event_type, e.body
+               FROM event e JOIN webhook_points p ON p.point_id = e.point_id AND p.visibility <> 'hidden'
+               JOIN webhooks w ON w.enabled AND e.event_type = ANY(w.event_types)
+                 AND ((cardinality(w.katotth_prefixes) = 0 AND w.radius_m IS NULL)
+                      OR EXISTS (SELECT 1 FROM unnest(w.katotth_prefixes) AS x WHERE starts_with(p.katotth, x))
+                      OR (w.radius_m IS NOT NULL AND 2 * 6371008.8 * asin(sqrt(
+                              power(sin(radians(p.lat - w.lat) / 2), 2)
+                              + cos(radians(w.lat)) * cos(radians(p.lat)) * power(sin(radians(p.lon - w.lon) / 2), 2)
+                          )) <= w.radius_m))),
+           queued AS (
+               INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body)
+               SELECT gen_random_uuid(), webhook_id, event_id, event_type, body FROM matched ORDER BY n
+               ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING event_id)
+           SELECT EXISTS (SELECT 1 FROM webhook_points wp WHERE wp.point_id = e.point_id) AS known,
+                  (SELECT count(*) FROM queued q WHERE q.event_id = e.event_id) AS queued
+           FROM event e ORDER BY e.n""",
+        [e[0] for e in events],
+        [e[1] for e in events],
+        [e[2] for e in events],
+        [e[3] for e in events],
+    )
+    return [(row["known"], row["queued"]) for row in rows]
+
+
 async def wait_for_point(
     conn: asyncpg.Connection, *, point_id: UUID, event_id: str, event_type: str, body: str
 ) -> None:

@@ -128,14 +128,13 @@ async def handle_status_events_for_webhooks(
     pool: asyncpg.Pool, batch: Sequence[Event], *, queued: Callable[[], None] = lambda: None
 ) -> None:
     """A fetch's events at once, in order, in one transaction with their inbox rows; then wake the sender."""
-    planned = 0
     async with db.connection(pool) as conn, conn.transaction():
         claimed = await inbox.claim_many(conn, consumer=STATUS_WEBHOOKS_CONSUMER, event_ids=[e.id for e in batch])
-        await webhooks_service.lock_points_of(conn, batch)
+        fresh = []
         for event in batch:
             if event.id in claimed:
-                claimed.discard(event.id)
-                with jetstream.consuming(event):
-                    planned += await webhooks_service.plan_deliveries(conn, event, locked=True)
+                claimed.discard(event.id)  # the same event twice in a fetch is planned once
+                fresh.append(event)
+        planned = await webhooks_service.plan_many_deliveries(conn, fresh)
     if planned:
         queued()

@@ -34,7 +34,7 @@ class StatusSettings(DatabaseServiceSettings):
     # Reports arriving together are written together: a batch takes at most this many (one per point), and this
     # many batches are written at once (each holds a connection while it is written).
     report_batch_max: int = Field(default=100, ge=1, le=1000)
-    report_batches_in_flight: int = Field(default=2, ge=1, le=16)
+    report_batches_in_flight: int = Field(default=1, ge=1, le=16)
     # The outbox relay runs in the API process unless it runs on its own (`python -m poi_status relay`).
     relay_in_process: bool = True
 

@@ -289,3 +289,52 @@ async def _nonempty(found: Awaitable[list[Msg]]) -> bool:
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in record.getMessage() for record in caplog.records)
+
+
+async def test_a_batch_handler_takes_a_fetchs_events_together_in_order(nc: NATS, own_namespace: str) -> None:
+    durable = f"batch-{uuid.uuid4().hex[:8]}"
+    point_id = uuid.uuid4()
+    published = [await publish_status(nc, own_namespace, version=v, point_id=point_id) for v in range(1, 6)]
+    batches: list[list[str]] = []
+    one_at_a_time: list[str] = []
+    done = asyncio.Event()
+
+    async def together(events: Any) -> None:
+        batches.append([e.id for e in events])
+        if sum(map(len, batches)) == len(published):
+            done.set()
+
+    async def alone(event: Event) -> None:
+        one_at_a_time.append(event.id)
+        if len(one_at_a_time) + sum(map(len, batches)) == len(published):
+            done.set()
+
+    await run_until(nc, own_namespace, durable, alone, done, batch_handler=together, **FAST)
+    assert [i for batch in batches for i in batch] + one_at_a_time == published
+    assert len(batches) >= 1 and len(batches[0]) > 1, "published before the consumer started: fetched together"
+    info = await settled(nc, own_namespace, durable)
+    assert info.num_redelivered == 0
+
+
+async def test_a_failed_batch_is_handled_one_event_at_a_time_in_order(nc: NATS, own_namespace: str) -> None:
+    durable = f"batchfail-{uuid.uuid4().hex[:8]}"
+    point_id = uuid.uuid4()
+    published = [await publish_status(nc, own_namespace, version=v, point_id=point_id) for v in range(1, 5)]
+    tried: list[int] = []
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def together(events: Any) -> None:
+        tried.append(len(events))
+        raise ValueError("one of them is bad")
+
+    async def alone(event: Event) -> None:
+        handled.append(event.id)
+        if len(handled) == len(published):
+            done.set()
+
+    await run_until(nc, own_namespace, durable, alone, done, batch_handler=together, **FAST)
+    assert tried and tried[0] > 1
+    assert handled == published
+    await settled(nc, own_namespace, durable)
+    assert not await has_dead_letter(nc, own_namespace, durable)

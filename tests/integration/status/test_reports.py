@@ -6,11 +6,16 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
 from poi_cli import stack
+from poi_shared.auth import Principal, Role
 from poi_shared.contracts import STATUS_CHANGED, STATUS_LOW_FUEL, StatusState
+from poi_status.reports import service
+from poi_status.reports.models import StatusReport
+from poi_status.reports.service import Recorded, ReportWriter
 from tests.integration.status.conftest import StatusApp, bearer, status_app
 
 pytestmark = pytest.mark.integration
@@ -243,3 +248,62 @@ async def test_retired_points_disappear_and_hidden_ones_never_show(app: StatusAp
     assert many.status_code == 200
     assert [i["point_id"] for i in many.json()["items"]] == [str(shown)]
     assert set(many.json()["missing"]) == {str(retired), str(hidden)}
+
+
+async def test_concurrent_reports_on_one_point_all_apply_one_after_the_other(app: StatusApp) -> None:
+    point_id = await app.add_point(capacity=1000)
+    responses = await asyncio.gather(*(app.report(point_id, {"state": "open", "occupancy": n}) for n in range(1, 11)))
+    assert [r.status_code for r in responses] == [201] * 10
+    by_version = {r.json()["version"]: r.json()["occupancy"] for r in responses}
+    assert sorted(by_version) == list(range(1, 11)), "each report made a version of its own"
+    history = await app.history(point_id)
+    assert {row["version"]: row["occupancy"] for row in history} == by_version
+    await app.published()
+    assert [s.version for s in states(await app.events(str(point_id)))] == list(range(1, 11))
+
+
+def writer_of(app: StatusApp) -> ReportWriter:
+    """A writer of the test's own over the app's connections, for batches the test makes."""
+    return ReportWriter(app.pool, app.redis, app.settings)
+
+
+async def test_a_bad_report_in_a_batch_fails_alone(app: StatusApp) -> None:
+    points = [await app.add_point(services=("heat",)) for _ in range(3)]
+    writer, admin = writer_of(app), Principal("admin-1", frozenset({Role.admin}))
+    first = writer.record(point_id=points[0], report=StatusReport(state="open"), caller=admin, idempotency_key=None)
+    # Queued while the first report's batch is written: the next batch takes them all.
+    batch = [
+        (points[1], StatusReport(state="open", services={"charging": True})),  # a service the point lacks
+        (points[1], StatusReport(state="open", occupancy=3)),  # the same point: the batch after
+        (uuid.uuid4(), StatusReport(state="open")),  # no such point
+        (points[2], StatusReport(state="closed")),
+    ]
+    results = await asyncio.gather(
+        first,
+        *(writer.record(point_id=p, report=r, caller=admin, idempotency_key=None) for p, r in batch),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], Recorded) and results[0].state.version == 1
+    assert isinstance(results[1], service.InvalidReport)
+    assert isinstance(results[2], Recorded) and (results[2].state.version, results[2].state.occupancy) == (1, 3)
+    assert isinstance(results[3], service.PointNotFound)
+    assert isinstance(results[4], Recorded) and results[4].state.state == "closed"
+    assert [len(await app.history(p)) for p in points] == [1, 1, 1]
+
+
+async def test_a_batch_the_database_refuses_is_written_again_one_report_at_a_time(app: StatusApp) -> None:
+    points = [await app.add_point() for _ in range(3)]
+    writer, admin = writer_of(app), Principal("admin-1", frozenset({Role.admin}))
+    # PostgreSQL text cannot hold NUL: a note that passed validation by some other way fails the whole statement.
+    refused = StatusReport.model_construct(state="open", note="a\x00b", _fields_set={"state", "note"})
+    first = writer.record(point_id=points[0], report=StatusReport(state="open"), caller=admin, idempotency_key=None)
+    results = await asyncio.gather(
+        first,
+        writer.record(point_id=points[1], report=refused, caller=admin, idempotency_key=None),
+        writer.record(point_id=points[2], report=StatusReport(state="full"), caller=admin, idempotency_key=None),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], Recorded)
+    assert isinstance(results[1], asyncpg.PostgresError)
+    assert isinstance(results[2], Recorded) and results[2].state.state == "full"
+    assert [len(await app.history(p)) for p in points] == [1, 0, 1]

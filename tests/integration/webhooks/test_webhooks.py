@@ -1,18 +1,24 @@
 """Webhooks end to end on real PostgreSQL and NATS: signed CloudEvents reach a real receiver on 127.0.0.1, with
 retries, dead letters, replay, filters, idempotency and role checks."""
 
+import asyncio
 import hashlib
 import hmac
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from poi_cli import stack
 from poi_notify import data
-from poi_shared.contracts import STATUS_LOW_FUEL, STATUS_STALE, OpenState, Visibility
+from poi_notify import events as notify_events
+from poi_shared import db
+from poi_shared.contracts import STATUS_CHANGED, STATUS_LOW_FUEL, STATUS_STALE, OpenState, StatusState, Visibility
+from poi_shared.envelope import OutgoingMessage, parse_message
 from tests.integration.routes.conftest import assert_problem, eventually
 from tests.integration.webhooks.conftest import DISABLE_AFTER_DEAD, MAX_ATTEMPTS, Events, Receiver, integrator
 from tests.prometheus import samples
@@ -318,3 +324,52 @@ def test_old_finished_deliveries_are_forgotten_and_pending_ones_kept(
     assert notify.portal is not None
     assert notify.portal.call(queue_age_and_prune) >= 1
     assert [(d["state"], d["event_id"]) for d in deliveries(notify, webhook)] == [("pending", "e-1")]
+
+
+def test_a_fetch_of_events_planned_together_queues_what_one_at_a_time_would(
+    infra: stack.Infrastructure,
+    webhooks_namespace: str,
+    notify: TestClient,
+    events: Events,
+    receiver: Receiver,
+    register: Register,
+) -> None:
+    lviv_only = owned(register, receiver.url, katotth=["UA46"])
+    everything = owned(register, receiver.url)
+    kyiv = events.point()
+    lviv = events.point(katotth="UA46060250010015970", lat=49.8397, lon=24.0297)
+    hidden = events.point(visibility=Visibility.hidden)
+    early = events.point(publish=False)
+    for point in (kyiv, lviv, hidden):  # once the first two are queued, notify knows the points
+        events.status(point)
+    eventually(lambda: len(deliveries(notify, everything)) == 2, "the points are known")
+
+    def unpublished(point: Any) -> OutgoingMessage:
+        version = events.versions[point.id] = events.versions.get(point.id, 0) + 1
+        now = datetime.now(UTC)
+        status = StatusState(
+            point_id=point.id, version=version, state=OpenState.closed, reported_at=now, reported_by="t"
+        )
+        return events.message(STATUS_CHANGED, str(point.id), status)
+
+    fetched = [unpublished(p) for p in (kyiv, lviv, hidden, early, kyiv)]
+    batch = [parse_message(m.headers, m.body) for m in fetched]
+    batch.insert(2, batch[0])  # the same event twice in one fetch
+
+    async def plan() -> list[Any]:
+        url = (await stack.prepare_databases(infra.database_url, webhooks_namespace))["notify"]
+        pool = await db.create_pool(url, timeout_s=10, min_size=1, max_size=1)
+        try:
+            await notify_events.handle_status_events_for_webhooks(pool, batch)
+            await notify_events.handle_status_events_for_webhooks(pool, batch[:2])  # a repeat changes nothing
+            return await pool.fetch("SELECT event_id FROM webhook_waiting_events")
+        finally:
+            await pool.close()
+
+    waiting = asyncio.run(plan())
+    queued = {d["event_id"] for d in deliveries(notify, everything)}
+    assert {fetched[0].event_id, fetched[1].event_id, fetched[4].event_id} <= queued
+    assert fetched[2].event_id not in queued and fetched[3].event_id not in queued  # hidden; not known yet
+    assert len(deliveries(notify, everything)) == 5
+    assert [d["event_id"] for d in deliveries(notify, lviv_only)][-1] == fetched[1].event_id
+    assert fetched[3].event_id in {row["event_id"] for row in waiting}, "the unknown point's event waits for it"

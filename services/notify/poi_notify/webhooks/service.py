@@ -97,11 +97,30 @@ async def learn_point(conn: asyncpg.Connection, point: PointState) -> None:
         )
 
 
-async def lock_points_of(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
-    """Take the locks of every point the status events are about, in one statement, in one order for all."""
-    points = {e.data.point_id for e in events if isinstance(e.data, StatusState)}
-    if points:
-        await data.lock_webhook_points(conn, sorted(points))
+async def plan_many_deliveries(conn: asyncpg.Connection, events: Sequence[Event]) -> int:
+    """plan_deliveries for many events, in order, in the caller's transaction, with a few statements for all.
+
+    The points' locks are taken in one statement, in point order (so batches never deadlock); events of a type no
+    webhook takes need nothing more, as plan_deliveries would have found.
+    """
+    statuses = [(e, e.data) for e in events if isinstance(e.data, StatusState)]
+    if not statuses:
+        return 0
+    await data.lock_webhook_points(conn, sorted({status.point_id for _, status in statuses}))
+    taken = await data.webhook_event_types(conn)
+    wanted = [(e, status) for e, status in statuses if e.type in taken]
+    if not wanted:
+        return 0
+    bodies = [cloud_event(e) for e, _ in wanted]
+    outcomes = await data.queue_many_deliveries(
+        conn, [(status.point_id, e.id, e.type, body) for (e, status), body in zip(wanted, bodies, strict=True)]
+    )
+    for (event, status), body, (known, _) in zip(wanted, bodies, outcomes, strict=True):
+        if not known:  # kept until the point's registration is handled, as plan_deliveries does
+            await data.wait_for_point(
+                conn, point_id=status.point_id, event_id=event.id, event_type=event.type, body=body
+            )
+    return sum(queued for _, queued in outcomes)
 
 
 def cloud_event(event: Event) -> str:
@@ -119,16 +138,12 @@ def cloud_event(event: Event) -> str:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
-async def plan_deliveries(conn: asyncpg.Connection, event: Event, *, locked: bool = False) -> int:
-    """Queue the event for every enabled webhook whose filter takes it, in the caller's transaction; how many.
-
-    locked: the caller's transaction holds the point's lock already (lock_points_of, for a batch of events).
-    """
+async def plan_deliveries(conn: asyncpg.Connection, event: Event) -> int:
+    """Queue the event for every enabled webhook whose filter takes it, in the caller's transaction; how many."""
     status = event.data
     if not isinstance(status, StatusState):
         return 0  # area activations are followed through the per-point events they cause
-    if not locked:
-        await data.lock_webhook_point(conn, status.point_id)
+    await data.lock_webhook_point(conn, status.point_id)
     # Hidden points match nothing: they never reach anyone outside the services.
     known, queued = await data.queue_deliveries(
         conn, point_id=status.point_id, event_id=event.id, event_type=event.type, body=cloud_event(event)
