@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as redis
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from poi_shared import metrics
 from poi_shared.app import build_app, nats_connection, postgres_pool, readiness_checks, supervised
@@ -87,7 +88,7 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
             metrics.track_outbox(app.state.metrics, pool)
             yield
 
-    return build_app(
+    app = build_app(
         service=SERVICE,
         title="Points of Invincibility — status",
         description="Live status reported by operators: open or full, with what, since when; blackout activation by "
@@ -95,6 +96,9 @@ def create_app(settings: StatusSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         routers=[reports_views.router, feed_views.router, areas_views.router, overview_views.router],
     )
+    # Innermost: a report's common case skips the router (see QuickReports).
+    app.user_middleware.append(Middleware(reports_views.QuickReports))
+    return app
 
 
 async def run_relay(settings: StatusSettings) -> None:

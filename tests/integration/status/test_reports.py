@@ -307,3 +307,32 @@ async def test_a_batch_the_database_refuses_is_written_again_one_report_at_a_tim
     assert isinstance(results[1], asyncpg.PostgresError)
     assert isinstance(results[2], Recorded) and results[2].state.state == "full"
     assert [len(await app.history(p)) for p in points] == [1, 0, 1]
+
+
+async def test_a_report_is_answered_the_same_before_the_router_and_by_the_route(app: StatusApp) -> None:
+    point_id = await app.add_point()
+    path, auth = f"/v1/points/{point_id}/status", bearer("operator", points=[str(point_id)])
+    quick = await app.report(point_id, {"state": "open", "occupancy": 4})
+    # Two Idempotency-Key headers are not the common case: the route takes it (and reads the first).
+    key = str(uuid.uuid4())
+    routed = await app.client.post(
+        path,
+        json={"occupancy": 5},
+        headers=[*auth.items(), ("Idempotency-Key", key), ("Idempotency-Key", key)],
+    )
+    assert quick.status_code == routed.status_code == 201
+    assert {k: v for k, v in quick.headers.items() if k not in ("date", "content-length")} == {
+        k: v for k, v in routed.headers.items() if k not in ("date", "content-length")
+    }
+    assert quick.json().keys() == routed.json().keys()
+    assert (quick.json()["version"], routed.json()["version"]) == (1, 2)
+    metrics = (await app.client.get("/metrics")).text
+    assert 'route="/v1/points/{point_id}/status",status_class="2xx"' in metrics.replace('method="POST",', "")
+    # What the quick path leaves alone is answered by the route: a bad token, a bad key, a bad body.
+    assert (await app.client.post(path, json={}, headers={"Authorization": "Bearer x"})).status_code == 401
+    bad_key = await app.report(point_id, {}, **{"Idempotency-Key": "a b"})
+    assert bad_key.status_code == 422 and bad_key.json()["errors"][0]["location"] == "header.Idempotency-Key"
+    bad_body = await app.report(point_id, {"occupancy": "many"})
+    assert bad_body.status_code == 422 and bad_body.json()["errors"][0]["location"] == "body.occupancy"
+    assert (await app.report(uuid.uuid4(), {"state": "open"})).status_code == 404
+    assert len(await app.history(point_id)) == 2
