@@ -408,7 +408,8 @@ def report(console: Console, r: dict, seconds: int, connections: int, workers: i
         f"report to visible: p50 {visible_p50:.0f} ms, p99 {visible_p99:.0f} ms over {len(probes.visible_ms)} probes "
         f"(one every {PROBE_INTERVAL_S} s during the load; {probes.lost} not seen), measured at {probes.where}; "
         f"search answered a nearest query in {r['search_ms']:.1f} ms before the load\n"
-        f"CPU cores busy during the load (processes this bench started): {cpu}\n"
+        f"CPU cores busy during the load (processes this bench started, and the PostgreSQL backends of its "
+        f"databases): {cpu}\n"
         f"status workers: {workers}; warm-up: {r['warmup'].completed:,} reports in {WARMUP_S} s on other points; "
         f"wrk counts requests completed within the run, the far end also those in flight when it stopped"
     )

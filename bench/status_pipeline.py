@@ -62,7 +62,31 @@ class Pipeline:
         used = {name: _tree_cpu(proc.pid) for name, proc in self.processes.items()}
         for server in self.infra.started:
             used[server.name] = _tree_cpu(server.process.pid)
+        if not any(server.name == "postgres" for server in self.infra.started):
+            used.update(_backends_cpu(self.database_urls))
         return used
+
+
+def _backends_cpu(database_urls: dict[str, str]) -> dict[str, float]:
+    """CPU seconds of a running PostgreSQL's backends serving each of these databases, when the server runs on this
+    machine (its backends name their database in their title); the server is shared, so only these are ours."""
+    names = {url.rsplit("/", 1)[-1].split("?")[0]: service for service, url in database_urls.items()}
+    used: dict[str, float] = {}
+    for process in psutil.process_iter(["cmdline"]):
+        title = " ".join(process.info["cmdline"] or [])
+        if not title.startswith("postgres: "):
+            continue
+        words = title.split()
+        database = next((w for w in words if w in names), None)
+        if database is None:
+            continue
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        key = f"postgres:{names[database]}"
+        used[key] = used.get(key, 0.0) + times.user + times.system
+    return used
 
 
 def _tree_cpu(pid: int) -> float:
