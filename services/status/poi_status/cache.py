@@ -58,6 +58,27 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 )
+# CACHE_NEWER for many keys at once: KEYS[i] with ARGV[2i-1] (version) and ARGV[2i] (entry), all with the TTL in
+# ARGV[#ARGV]; one command for all, where a pipeline of CACHE_NEWER costs the client a command per key.
+CACHE_NEWER_MANY = (
+    _HELD_VERSION
+    + """
+local ttl = ARGV[#ARGV]
+local stored = 0
+for i, key in ipairs(KEYS) do
+  local held, offered = held_version(key), tonumber(ARGV[2 * i - 1])
+  if held == offered then
+    if redis.call('PTTL', key) < tonumber(ttl) then
+      redis.call('PEXPIRE', key, ttl)
+    end
+  elseif not held or held < offered then
+    redis.call('SET', key, ARGV[2 * i], 'PX', ttl)
+    stored = stored + 1
+  end
+end
+return stored
+"""
+)
 # The keeper's cheap pass: extend an entry that holds the current version; 1 if the entry is fine as it is (it
 # holds that version or a newer one), 0 if it must be written.
 EXTEND_CURRENT = (
@@ -103,17 +124,16 @@ async def cache_if_newer(cache: redis.Redis, key: str, state: StatusState, *, ex
 
 
 async def cache_many(cache: redis.Redis, namespace: str, states: Sequence[StatusState], *, expires_at: float) -> None:
-    """Cache many states in one round trip, each unless Redis holds the same or a newer version."""
+    """Cache many states in one command, each unless Redis holds the same or a newer version."""
     ttl_ms = int((expires_at - time.monotonic()) * 1000)
     if ttl_ms <= 0 or not states:
         return
-    script = cache.register_script(CACHE_NEWER)
-    async with cache.pipeline(transaction=False) as pipe:
-        for state in states:
-            await script(
-                keys=[redis_key(namespace, state.point_id)], args=[state.version, encode(state), ttl_ms], client=pipe
-            )
-        await pipe.execute()
+    args: list[int | bytes] = []
+    for state in states:
+        args += (state.version, encode(state))
+    await cache.register_script(CACHE_NEWER_MANY)(
+        keys=[redis_key(namespace, s.point_id) for s in states], args=[*args, ttl_ms]
+    )
 
 
 async def cache_committed(
