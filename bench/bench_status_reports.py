@@ -344,7 +344,7 @@ def main() -> None:
     points = bench_points()
     started = time.perf_counter()
     with running_pipeline(points, status_workers=workers) as pipeline, tempfile.TemporaryDirectory() as tmp:
-        console.print(f"status and search hold every point after {time.perf_counter() - started:.0f} s")
+        console.print(f"status, search and notify hold every point after {time.perf_counter() - started:.0f} s")
         try:
             results = asyncio.run(measure(pipeline, wrk, Path(tmp), seconds, connections))
         except Exception:
