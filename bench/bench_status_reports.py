@@ -37,6 +37,7 @@ from bench.status_pipeline import (
     POINT_COUNT,
     Pipeline,
     bench_points,
+    cpu_cores,
     drained,
     percentile,
     running_pipeline,
@@ -314,7 +315,7 @@ async def measure(pipeline: Pipeline, wrk: str, tmp: Path, seconds: int, connect
     cpu_before, started = pipeline.cpu_seconds(), time.perf_counter()
     load = await run_wrk(wrk, script, tmp / "points.txt", base, token, seconds, connections)
     elapsed = time.perf_counter() - started
-    cpu = {k: (v - cpu_before.get(k, 0.0)) / elapsed for k, v in pipeline.cpu_seconds().items()}
+    cpu = cpu_cores(cpu_before, pipeline.cpu_seconds(), elapsed)
     stop.set()
     probes = await probing
     far_end = await counts(pipeline)

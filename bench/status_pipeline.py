@@ -40,6 +40,7 @@ POINT_COUNT = 17_000
 SECRET = "bench-secret-not-for-production-0123456789"
 READY_BOUND_S = 300.0
 NOTIFY_POINTS_CONSUMERS = (POINTS_CONSUMER, POINTS_WEBHOOKS_CONSUMER)
+BACKEND_SEPARATOR = "#"
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Pipeline:
 
 
 def _backends_cpu(database_urls: dict[str, str]) -> dict[str, float]:
-    """CPU seconds of a running PostgreSQL's backends serving each of these databases, when the server runs on this
+    """CPU seconds of each of a running PostgreSQL's backends serving these databases, when the server runs on this
     machine (its backends name their database in their title); the server is shared, so only these are ours."""
     names = {url.rsplit("/", 1)[-1].split("?")[0]: service for service, url in database_urls.items()}
     used: dict[str, float] = {}
@@ -85,9 +86,18 @@ def _backends_cpu(database_urls: dict[str, str]) -> dict[str, float]:
             times = process.cpu_times()
         except psutil.Error:
             continue
-        key = f"postgres:{names[database]}"
-        used[key] = used.get(key, 0.0) + times.user + times.system
+        # Per backend: one that exits between two readings must not count as negative time.
+        used[f"postgres:{names[database]}{BACKEND_SEPARATOR}{process.pid}"] = times.user + times.system
     return used
+
+
+def cpu_cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """CPU cores busy between two readings of cpu_seconds, per process name (backends added up per database)."""
+    cores: dict[str, float] = {}
+    for key, used in after.items():
+        name = key.split(BACKEND_SEPARATOR)[0]
+        cores[name] = cores.get(name, 0.0) + (used - before.get(key, 0.0)) / seconds
+    return cores
 
 
 def _tree_cpu(pid: int) -> float:
