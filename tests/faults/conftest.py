@@ -40,7 +40,9 @@ FAST = {
     "CONSUMER_POISON_BUDGET": "2",
     "STARTUP_TIMEOUT_S": "60",
 }
-OWN = {"status": {"CACHE_TTL_S": "4"}}
+# Notify's status consumers commit a fetch at once: small fetches, so a burst takes many commits and a kill of
+# notify lands in the middle of it (test_consumer_killed).
+OWN = {"status": {"CACHE_TTL_S": "4"}, "notify": {"CONSUMER_BATCH": "8"}}
 
 POINT: dict[str, Any] = {
     "name_uk": "Пункт незламності — Ліцей №7",
