@@ -4,7 +4,8 @@ status (API, its relay as a process of its own), NATS, search and notify: wrk se
 point's occupancy, for BENCH_SECONDS, over BENCH_CONNECTIONS connections. Meanwhile a probe reports on points of
 its own every PROBE_INTERVAL_S and times each report until it is visible. Afterwards every report must be
 committed once, published once (counted in the stream) and recorded once by notify. A baseline makes the same
-statements directly with asyncpg, at the same concurrency, on a database of its own.
+statements directly with asyncpg, at the same concurrency, on a database of its own: a report per read and per
+write (a commit each), where status writes the reports arriving together in one batch, so the API may beat it.
 
 Visible: in search's answers when search answers a nearest query in under SEARCH_FAST_MS (then the probe polls
 it); otherwise (a search that scans every point per query would be flooded by the polling) at search's input, an
@@ -206,8 +207,9 @@ async def search_query_ms(pipeline: Pipeline, point: PointState) -> float:
 
 
 async def baseline(infra_url: str, namespace: str, points: list[PointState], seconds: float, connections: int) -> Load:
-    """A report's two statements (its read, and its write of status, history, key and event), made directly with
-    asyncpg on a database of their own, at the same concurrency."""
+    """A report's two statements (its read, and its write of status, history, key and event: status's batch
+    statements with a batch of one), made directly with asyncpg on a database of their own, at the same
+    concurrency."""
     name = f"{namespace}_baseline"
     await db.ensure_database(infra_url, name)
     url = db.database_url(infra_url, name)
