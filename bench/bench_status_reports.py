@@ -85,6 +85,7 @@ class Load:
     p99_ms: float
     completed: int
     errors: int
+    error_lines: str = ""  # wrk's own words for them (socket errors, non-2xx answers)
 
 
 @dataclass
@@ -113,7 +114,8 @@ async def run_wrk(
     errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses:|connect|read|write|timeout) (\d+)", out))
     completed = int(m.group(1)) if (m := re.search(r"(\d+) requests in", out)) else 0
     rps = float(m.group(1)) if (m := re.search(r"Requests/sec:\s+([\d.]+)", out)) else 0.0
-    return Load(rps, pct.get("50", 0.0), pct.get("99", 0.0), completed, errors)
+    error_lines = "; ".join(line.strip() for line in out.splitlines() if "errors:" in line or "Non-2xx" in line)
+    return Load(rps, pct.get("50", 0.0), pct.get("99", 0.0), completed, errors, error_lines)
 
 
 async def probe(pipeline: Pipeline, points: list[PointState], *, stop: asyncio.Event, poll_search: bool) -> Probes:
@@ -415,4 +417,5 @@ def report(console: Console, r: dict, seconds: int, connections: int, workers: i
         f"databases): {cpu}\n"
         f"status workers: {workers}; warm-up: {r['warmup'].completed:,} reports in {WARMUP_S} s on other points; "
         f"wrk counts requests completed within the run, the far end also those in flight when it stopped"
+        + (f"\nwrk's errors: {load.error_lines}" if load.errors else "")
     )
