@@ -981,30 +981,8 @@ async def queue_deliveries(
     Returns whether the point is known at all and how many deliveries were queued; a hidden point matches nothing,
     and an event already queued for a webhook is left as it is.
     """
-    row = await conn.fetchrow(
-        """WITH point AS (
-               SELECT katotth, lat, lon FROM webhook_points WHERE point_id = $1 AND visibility <> 'hidden'),
-           matched AS (
-               SELECT w.id FROM webhooks w, point p
-               WHERE w.enabled AND $3 = ANY(w.event_types)
-                 AND ((cardinality(w.katotth_prefixes) = 0 AND w.radius_m IS NULL)
-                      OR EXISTS (SELECT 1 FROM unnest(w.katotth_prefixes) AS x WHERE starts_with(p.katotth, x))
-                      OR (w.radius_m IS NOT NULL AND 2 * 6371008.8 * asin(sqrt(
-                              power(sin(radians(p.lat - w.lat) / 2), 2)
-                              + cos(radians(w.lat)) * cos(radians(p.lat)) * power(sin(radians(p.lon - w.lon) / 2), 2)
-                          )) <= w.radius_m))),
-           queued AS (
-               INSERT INTO webhook_deliveries (id, webhook_id, event_id, event_type, body)
-               SELECT gen_random_uuid(), id, $2, $3, $4 FROM matched
-               ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING 1)
-           SELECT EXISTS (SELECT 1 FROM webhook_points WHERE point_id = $1) AS known,
-                  (SELECT count(*) FROM queued) AS queued""",
-        point_id,
-        event_id,
-        event_type,
-        body,
-    )
-    return row["known"], row["queued"]
+    (outcome,) = await queue_many_deliveries(conn, [(point_id, event_id, event_type, body)])
+    return outcome
 
 
 async def insert_delivery(
@@ -1031,8 +1009,8 @@ async def webhook_event_types(conn: asyncpg.Connection) -> set[str]:
 async def queue_many_deliveries(
     conn: asyncpg.Connection, events: Sequence[tuple[UUID, str, str, str]]
 ) -> list[tuple[bool, int]]:
-    """queue_deliveries for many events, each (point, event id, event type, body), in one statement; for each, in
-    order, whether its point is known and how many deliveries were queued."""
+    """Queue each event (point, event id, event type, body) for every enabled webhook whose filter takes it, in one
+    statement; for each, in order, whether its point is known and how many deliveries were queued."""
     rows = await conn.fetch(
         """WITH event AS (
                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
