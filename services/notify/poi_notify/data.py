@@ -608,12 +608,13 @@ area_hits AS (
     -- The phones whose area subscriptions hold a point of the batch that opened (found in memory, alerts.areas),
     -- with whether that news is urgent. Only whether a phone needs a window is decided here (which open points its
     -- message names is decided when it is sent), so a phone whose window is already waiting is left alone, unless
-    -- this brings urgent news to a window held back by quiet hours.
+    -- this brings urgent news to a window held back by quiet hours, or area news to a window that had only a
+    -- followed point's.
     SELECT h.phone_hash, h.urgent
     FROM unnest($6::text[], $7::bool[]) AS h(phone_hash, urgent)
     WHERE NOT EXISTS (
         SELECT 1 FROM alert_windows w
-        WHERE w.phone_hash = h.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL
+        WHERE w.phone_hash = h.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL AND w.area
           AND (w.urgent OR NOT h.urgent))
 ),
 ops_hits AS (
@@ -654,7 +655,7 @@ windows AS (
         urgent = (w.flushed_at IS NULL AND w.urgent) OR EXCLUDED.urgent,
         area = (w.flushed_at IS NULL AND w.area) OR EXCLUDED.area,
         flushed_at = NULL
-    RETURNING phone_hash, channel, window_start
+    RETURNING phone_hash, channel, window_start, flush_at, urgent, area
 ),
 recorded AS (
     INSERT INTO alert_changes AS a (phone_hash, channel, window_start, point_id, change, status_version,
@@ -670,7 +671,10 @@ recorded AS (
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM batch) AS changes, (SELECT count(*) FROM windows) AS windows,
-       (SELECT count(*) FROM recorded) AS recorded
+       (SELECT count(*) FROM recorded) AS recorded, a.*
+FROM (SELECT array_agg(phone_hash) AS area_phones, array_agg(flush_at) AS area_flush_at,
+             array_agg(urgent) AS area_urgent
+      FROM windows WHERE channel = 'alert' AND area) a
 """
 
 
@@ -728,9 +732,16 @@ async def due_phones(conn: asyncpg.Connection, *, now: datetime) -> list[str]:
 
 
 async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: datetime) -> list[asyncpg.Record]:
-    """The windows due of the phones first to last, locked for this flusher, in key order, with each one's language."""
+    """The windows due of the phones first to last, locked for this flusher, in key order, with their phones.
+
+    told: whether the window holds news of single points (alert_changes); most hold only area news.
+    """
     return await conn.fetch(
-        """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language
+        """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language, p.latin, p.confirmed_at, p.stopped_at,
+                  p.is_contact,
+                  EXISTS (SELECT 1 FROM alert_changes c
+                          WHERE (c.phone_hash, c.channel, c.window_start) = (w.phone_hash, w.channel, w.window_start))
+                      AS told
            FROM alert_windows w JOIN phones p USING (phone_hash)
            WHERE w.phone_hash BETWEEN $1 AND $2 AND p.phone_hash BETWEEN $1 AND $2
              AND w.flushed_at IS NULL AND w.flush_at <= $3

@@ -11,6 +11,7 @@ import pytest
 
 from poi_notify import events
 from poi_notify.alerts import service as alerts
+from poi_notify.alerts.areas import AreaIndex
 from poi_shared.contracts import (
     POINT_REGISTERED,
     POINT_RETIRED,
@@ -194,6 +195,48 @@ async def test_urgent_news_brings_a_held_back_window_forward(pool: asyncpg.Pool)
     await alerts.plan(pool, SETTINGS, now=NIGHT + timedelta(hours=1))
     assert await alerts.flush(pool, SETTINGS, now=NIGHT + timedelta(hours=1, seconds=30)) == 1
     assert (await messages(pool, phone))[0]["body"].startswith("НЕМАЄ МІСЦЬ")
+
+
+async def test_area_news_joins_a_window_that_held_only_a_followed_points_news(pool: asyncpg.Pool) -> None:
+    followed = await learn(pool, point_state(lat=49.8397, lon=24.0297, name_uk="Гімназія №2, Львів"))
+    nearby = await learn(pool, point_state())
+    phone = await add_phone(pool)
+    await subscribe_point(pool, phone, followed.id)
+    await subscribe_area(pool, phone, nearby.lat, nearby.lon, 1000)
+    await report(pool, followed.id, 1, "closed")
+    await alerts.plan(pool, SETTINGS, now=NOON)
+    await report(pool, nearby.id, 1, "open", cause="activation")
+    await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=10))
+    assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30)) == 1
+    [message] = await messages(pool, phone)
+    assert message["body"].startswith("ЗАЧИНЕНО: Гімназія №2") and "Відкрито поруч: Ліцей №5" in message["body"]
+
+
+async def test_a_window_planned_here_takes_later_openings_without_another_write(pool: asyncpg.Pool) -> None:
+    first = await learn(pool, point_state())
+    second = await learn(pool, point_state(lat=50.4490, lon=30.5230, name_uk="Гімназія №2, Київ"))
+    third = await learn(pool, point_state(lat=50.4500, lon=30.5240, name_uk="Бібліотека №1, Київ"))
+    phone = await add_phone(pool)
+    await subscribe_area(pool, phone, first.lat, first.lon, 2000)
+    areas = AreaIndex()  # the replica's index, kept between calls as the service keeps it
+    await report(pool, first.id, 1, "open", cause="activation")
+    await alerts.plan(pool, SETTINGS, now=NOON, areas=areas)
+    waits, waits_for_urgent = areas.waiting(NOON + timedelta(seconds=10))
+    assert waits.sum() == waits_for_urgent.sum() == 1, "the urgent window waits until NOON + 30 s"
+    await report(pool, second.id, 1, "open", cause="activation")
+    await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=10), areas=areas)
+    # Flushed when due, the one message names both openings (the second was left to the waiting window).
+    assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30), areas=areas) == 1
+    [message] = await messages(pool, phone)
+    assert message["body"] == "Відкрито поруч: Ліцей №5, вул. Хрещатик, 1 (тепло); ще 1 поруч", message
+    # Close to the window's flush time the memory is not trusted: news then goes to the database, which starts the
+    # next window a window's length after the message.
+    assert not areas.waiting(NOON + timedelta(seconds=26))[0].any()
+    await report(pool, third.id, 1, "open", cause="activation")
+    await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=40), areas=areas)
+    assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=40 + 600), areas=areas) == 0
+    assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30 + 900), areas=areas) == 1
+    assert len(await messages(pool, phone)) == 2
 
 
 async def test_hidden_retired_and_coarse_points(pool: asyncpg.Pool) -> None:

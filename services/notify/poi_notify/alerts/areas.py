@@ -21,6 +21,9 @@ from poi_notify import cells, data
 EARTH_M = 6371008.8  # mean Earth radius, as every distance in alerts
 # Removals are kept this long; a replica that has not looked for half of it loads everything again.
 REMOVALS_KEPT_S = 86_400.0
+# A window this replica planned is trusted to be still waiting until this long before its flush time: more than
+# the clocks of two replicas can differ, so no flusher can have sent it yet.
+PENDING_MARGIN_S = 5.0
 _RING_M = h3.average_hexagon_edge_length(cells.RESOLUTION, unit="m") * math.sqrt(3)
 
 
@@ -56,6 +59,10 @@ class AreaIndex:
         # rarely has two areas; a million lists would cost more memory than all the coordinates).
         self._first = np.empty(0, dtype=np.int64)
         self._more: dict[int, list[int]] = {}
+        # By phone: when the area window this replica planned for it flushes (seconds since the epoch, 0 if none
+        # known), and whether it is urgent. News such a window already takes is not sent to the database again.
+        self._pending_until = np.empty(0)
+        self._pending_urgent = np.empty(0, dtype=bool)
         self._cells: dict[int, np.ndarray] = {}  # the rows whose centre lies in the cell
         self._bit: dict[str, int] = {}
         self._max_rings = 0
@@ -97,9 +104,14 @@ class AreaIndex:
             phone = self._phone_id[phone_hash] = len(self._phones)
             self._phones.append(phone_hash)
             if phone >= len(self._first):
-                first = np.full(max(2 * len(self._first), 1024), -1, dtype=np.int64)
+                size = max(2 * len(self._first), 1024)
+                first = np.full(size, -1, dtype=np.int64)
                 first[: len(self._first)] = self._first
                 self._first = first
+                self._pending_until = np.concatenate((self._pending_until, np.zeros(size - len(self._pending_until))))
+                self._pending_urgent = np.concatenate(
+                    (self._pending_urgent, np.zeros(size - len(self._pending_urgent), dtype=bool))
+                )
         return phone
 
     def _grow(self, size: int) -> None:
@@ -164,8 +176,32 @@ class AreaIndex:
         held = self._cells[cell]
         self._cells[cell] = held[held != row]
 
-    def holding(self, lat: float, lon: float, cell: int, services: Iterable[str], before: datetime) -> np.ndarray:
-        """The rows whose disk holds the point and whose services it offers, subscribed no later than before."""
+    def waiting(self, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """By phone: whether a window this replica planned still waits at now for any news, and for urgent news."""
+        waits = self._pending_until > now.timestamp() + PENDING_MARGIN_S
+        return waits, waits & self._pending_urgent
+
+    def planned(self, phone_hashes: list[str], flush_at: list[datetime], urgent: list[bool]) -> None:
+        """Remember the area windows the planner just wrote (each waits for news until it flushes)."""
+        for phone_hash, at, pressing in zip(phone_hashes, flush_at, urgent, strict=True):
+            phone = self._phone_id.get(phone_hash)
+            if phone is not None:
+                self._pending_until[phone] = at.timestamp()
+                self._pending_urgent[phone] = pressing
+
+    def holding(
+        self,
+        lat: float,
+        lon: float,
+        cell: int,
+        services: Iterable[str],
+        before: datetime,
+        waiting: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The rows whose disk holds the point and whose services it offers, subscribed no later than before.
+
+        waiting: by phone, whether a window planned here already takes this news (see waiting); such rows are left out.
+        """
         found, rings = [], []
         for distance in range(self._max_rings + 1):
             for near in h3.grid_ring(cell, distance):
@@ -178,6 +214,8 @@ class AreaIndex:
         rows = np.concatenate(found)
         # A disk reaches the point's cell if the point's cell is among those covering it (as cells_covering counts).
         rows = rows[self._rings[rows] >= np.repeat(rings, [f.size for f in found])]
+        if waiting is not None:
+            rows = rows[~waiting[self._phone[rows]]]
         offered = self._bits(services)
         rows = rows[((self._wants[rows] & ~offered) == 0) & (self._created[rows] <= before.timestamp())]
         lat, lon = math.radians(lat), math.radians(lon)

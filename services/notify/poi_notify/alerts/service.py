@@ -140,7 +140,7 @@ async def plan(
             if not batch:
                 return planned  # another replica holds them
             await areas.refresh(conn)
-            phones, urgent = area_news(areas, batch)
+            phones, urgent = area_news(areas, batch, now=moment)
             counts = await data.plan_alerts(
                 conn,
                 ids=[r["id"] for r in batch],
@@ -151,13 +151,19 @@ async def plan(
                 area_phones=phones,
                 area_urgent=urgent,
             )
+        if counts["area_phones"]:
+            areas.planned(counts["area_phones"], counts["area_flush_at"], counts["area_urgent"])
         planned += counts["changes"]
         if len(batch) < settings.alert_plan_batch:
             return planned
 
 
-def area_news(areas: AreaIndex, batch: list[asyncpg.Record]) -> tuple[list[str], list[bool]]:
-    """The phones whose area subscriptions hold a point of the batch that opened, and whether that is urgent."""
+def area_news(areas: AreaIndex, batch: list[asyncpg.Record], *, now: datetime) -> tuple[list[str], list[bool]]:
+    """The phones whose area subscriptions hold a point of the batch that opened, and whether that is urgent.
+
+    A phone whose area window, planned here, waits anyway for such news is left out: at the start of a blackout
+    every batch holds openings near most subscribers, and their windows are written once, not once per batch.
+    """
     # Only each point's latest change in the batch counts (a point that opened then closed is no opening).
     latest: dict[object, asyncpg.Record] = {}
     for change in batch:
@@ -165,9 +171,11 @@ def area_news(areas: AreaIndex, batch: list[asyncpg.Record]) -> tuple[list[str],
         if change["channel"] == "alert" and (seen is None or seen["status_version"] < change["status_version"]):
             latest[change["point_id"]] = change
     rows, urgent = [], []
+    waits_for_any, waits_for_urgent = areas.waiting(now)
     for c in latest.values():
         if c["public"] and c["change"] in (OPENED, PLACES_AGAIN) and c["cell"] is not None:
-            held = areas.holding(c["lat"], c["lon"], c["cell"], c["services"], c["queued_at"])
+            waiting = waits_for_urgent if c["urgent"] else waits_for_any
+            held = areas.holding(c["lat"], c["lon"], c["cell"], c["services"], c["queued_at"], waiting)
             rows.append(held)
             urgent.append(np.full(held.size, c["urgent"]))
     if not rows:
@@ -246,8 +254,9 @@ class OpenPoints:
             a = np.sin((plat - la) / 2) ** 2 + np.cos(la) * np.cos(plat) * np.sin((plon - lo) / 2) ** 2
             d = 2 * _EARTH_M * np.arcsin(np.sqrt(a))
             hit &= d <= radius[at][:, None]
+            rows = self.rows
             for i, hits, ds, ps in zip(members, hit.tolist(), d.tolist(), point.tolist(), strict=True):
-                found[i] = [(ds[j], self.rows[ps[j]]) for j in range(k) if hits[j]]
+                found[i] = [(dj, rows[pj]) for hj, dj, pj in zip(hits, ds, ps, strict=True) if hj]
         return found
 
 
@@ -381,13 +390,15 @@ async def _flush_batch(
         windows = [_Window(r["phone_hash"], r["channel"], r["window_start"], r["area"], r["language"]) for r in rows]
         changes: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)
         nearby: dict[str, list[tuple[float, asyncpg.Record]]] = defaultdict(list)
-        for c in await data.window_changes(
-            conn,
-            phone_hashes=[w.phone_hash for w in windows],
-            channels=[w.channel for w in windows],
-            window_starts=[w.window_start for w in windows],
-        ):
-            changes[(c["phone_hash"], c["channel"])].append(c)
+        with_changes = [w for w, r in zip(windows, rows, strict=True) if r["told"]]
+        if with_changes:
+            for c in await data.window_changes(
+                conn,
+                phone_hashes=[w.phone_hash for w in with_changes],
+                channels=[w.channel for w in with_changes],
+                window_starts=[w.window_start for w in with_changes],
+            ):
+                changes[(c["phone_hash"], c["channel"])].append(c)
         area_phones = [w.phone_hash for w in windows if w.area]
         if area_phones:
             await areas.refresh(conn)
@@ -419,7 +430,11 @@ async def _flush_batch(
                     traceparent=next((c["traceparent"] for c in told if c["traceparent"]), None),
                 )
             )
-        ids = await sms.enqueue_many(conn, [m for m in outgoing if m is not None])
+        # The phones were read with their windows; a STOP committed since is honoured by the sender (it cancels
+        # what was queued before the STOP), so they need no lock here.
+        ids = await sms.enqueue_many(
+            conn, [m for m in outgoing if m is not None], phones={r["phone_hash"]: r for r in rows}
+        )
         sent_keys = {m.dedup_key for m, i in zip([m for m in outgoing if m], ids, strict=True) if i}
         await data.close_windows(
             conn,

@@ -3,6 +3,7 @@
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -77,9 +78,15 @@ class Outgoing:
     traceparent: str | None = None  # of the event that caused it (its send span joins that trace)
 
 
-async def enqueue_many(conn: asyncpg.Connection, messages: list[Outgoing]) -> list[uuid.UUID | None]:
-    """enqueue for many messages in two statements, by the same rules; each message's new id, or None."""
-    phones = {r["phone_hash"]: r for r in await data.phones_for_sending(conn, [m.phone_hash for m in messages])}
+async def enqueue_many(
+    conn: asyncpg.Connection, messages: list[Outgoing], *, phones: Mapping[str, asyncpg.Record] | None = None
+) -> list[uuid.UUID | None]:
+    """enqueue for many messages in two statements, by the same rules; each message's new id, or None.
+
+    phones: the numbers' settings (latin, confirmed_at, stopped_at, is_contact) if the caller read them already.
+    """
+    if phones is None:
+        phones = {r["phone_hash"]: r for r in await data.phones_for_sending(conn, [m.phone_hash for m in messages])}
     rows: list[tuple[uuid.UUID, Outgoing, str, int]] = []
     # Alerts repeat a few texts to many phones: each distinct text is transliterated and counted once.
     latin: dict[str, str] = {}
