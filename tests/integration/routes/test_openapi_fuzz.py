@@ -17,6 +17,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.core.transport import Response
 
 from tests.integration.routes.conftest import Bearer
 
@@ -101,3 +102,50 @@ def test_search_conforms_to_its_openapi(case: schemathesis.Case, search_client: 
 @FUZZ
 def test_notify_conforms_to_its_openapi(case: schemathesis.Case, notify_client: TestClient, bearer: Bearer) -> None:
     call(notify_client, case, bearer)
+
+
+# The stateful phase: schemathesis finds which operations produce what others take (ids in answers, path
+# parameters) and chains them, so a registered point is then read, changed and retired by its real id.
+STATEFUL = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=6,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def run_stateful(schema: Any, client: TestClient, bearer: Bearer) -> None:
+    """Run schemathesis's state machine for the schema against the in-process app, checking every answer."""
+    machine = schema.as_state_machine()
+    if not schema.statistic.transitions.total:
+        pytest.skip("schemathesis found no operation whose answer another operation takes: no stateful phase")
+
+    class Workflow(machine):  # type: ignore[misc,valid-type]
+        def call(self, case: schemathesis.Case, **kwargs: Any) -> Response:
+            kwargs = case.as_transport_kwargs(base_url="http://testserver", headers=bearer("admin"))
+            kwargs.pop("allow_redirects", None)
+            kwargs.pop("follow_redirects", None)
+            return Response.from_any(client.request(**kwargs))
+
+        def validate_response(self, response: Response, case: schemathesis.Case, *args: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Workflow.run(settings=STATEFUL)
+
+
+def test_registry_statefully(registry_schema: Any, registry_client: TestClient, bearer: Bearer) -> None:
+    run_stateful(registry_schema, registry_client, bearer)
+
+
+def test_status_statefully(status_schema: Any, status_client: TestClient, bearer: Bearer) -> None:
+    run_stateful(status_schema, status_client, bearer)
+
+
+def test_search_statefully(search_schema: Any, search_client: TestClient, bearer: Bearer) -> None:
+    run_stateful(search_schema, search_client, bearer)
+
+
+def test_notify_statefully(notify_schema: Any, notify_client: TestClient, bearer: Bearer) -> None:
+    run_stateful(notify_schema, notify_client, bearer)
