@@ -32,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import asyncpg
@@ -95,6 +96,7 @@ class Result:
     errors: int
     client_cpu: float  # cores used by the load generator
     server_cpu: float = 0.0  # cores used by the server
+    database_cpu: float | None = None  # cores used by the PostgreSQL backends serving the server (PostGIS only)
 
 
 def demo_events(namespace: str, count: int = POINT_COUNT, seed: int = 7) -> list[tuple[PointState, StatusState]]:
@@ -227,6 +229,19 @@ async def drop(nats_url: str, namespace: str) -> None:
                 pass
     finally:
         await nc.close()
+
+
+def database_cpu_s(database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the database (found by its process title)."""
+    found = {}
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            title = " ".join(proc.info["cmdline"] or [])
+            if title.startswith("postgres: ") and f" {database} " in title:
+                found[proc.pid] = sum(proc.cpu_times()[:2])
+        except psutil.Error:
+            continue
+    return found
 
 
 async def prepare_postgis(server_url: str, namespace: str, events: list[tuple[PointState, StatusState]]) -> str | None:
@@ -424,8 +439,10 @@ def _serve_and_load(
         "POI_SEARCH_RATE_LIMIT_IP": str(10**12),  # high: the limiter runs (and syncs with Redis) but never refuses
         "POI_SEARCH_LOG_LEVEL": "WARNING",
     }
+    postgis_db = None
     if postgis_url:
         env[POSTGIS_ENV] = postgis_url
+        postgis_db = urlsplit(postgis_url).path.lstrip("/")
     cmd = [sys.executable, "-m", "uvicorn", "bench.search_app:create_app", "--factory", "--no-access-log"]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     results: dict[str, Result] = {}
@@ -453,12 +470,19 @@ def _serve_and_load(
                         )
                         reporter.start()
                     cpu = sum(server.cpu_times()[:2])
+                    backends = database_cpu_s(postgis_db) if kind == "postgis" and postgis_db else {}
                     start = time.perf_counter()
                     if wrk:
                         result = _wrk_load(wrk, tmp / "load.lua", base, kind, duration, client_cpus)
                     else:
                         result = pool.submit(python_load, base, kind, duration, client_cpus).result(duration + 60)
-                    result.server_cpu = (sum(server.cpu_times()[:2]) - cpu) / (time.perf_counter() - start)
+                    elapsed = time.perf_counter() - start
+                    result.server_cpu = (sum(server.cpu_times()[:2]) - cpu) / elapsed
+                    if kind == "postgis" and postgis_db:
+                        # A backend that started during the run counts whole; none seen means they are not ours to read.
+                        used = database_cpu_s(postgis_db)
+                        if used:
+                            result.database_cpu = sum(t - backends.get(pid, 0.0) for pid, t in used.items()) / elapsed
                     if reporter is not None:
                         stop_reports.set()
                         reporter.join()
@@ -530,9 +554,20 @@ def _report(
         if p99_visible is not None
         else f"not measured ({seen} of {sent} reports seen)"
     )
+    per_core = ""
+    if postgis and postgis.database_cpu is not None and nearest.server_cpu and postgis.rps:
+        # (b) also runs in PostgreSQL's backends, which are not pinned and use the load generator's core too.
+        ours = nearest.rps / nearest.server_cpu
+        theirs = postgis.rps / (postgis.server_cpu + postgis.database_cpu)
+        per_core = (
+            f"\nper core busy: nearest {ours:,.0f} req/s on {nearest.server_cpu:.2f} cores; PostGIS {theirs:,.0f} req/s"
+            f" on {postgis.server_cpu:.2f} (server) + {postgis.database_cpu:.2f} (its PostgreSQL backends) cores: "
+            f"{ours / theirs:.2f}x"
+        )
     console.print(
         f"ratio nearest/empty: {ratio:.3f}; nearest/PostGIS: "
         + (f"{over_postgis:.3f}" if over_postgis is not None else "n/a")
+        + per_core
         + f"\nquery: random lat 46..52, lon 23..40, {QUERY.replace('&', ' ')}; "
         f"a probe near Kyiv found {int(cold['probe_count'])} points\n"
         f"report to visible under the nearest load ({REPORTS_PER_S} status reports/s published to NATS; the "
