@@ -221,8 +221,7 @@ async def test_a_window_planned_here_takes_later_openings_without_another_write(
     areas = AreaIndex()  # the replica's index, kept between calls as the service keeps it
     await report(pool, first.id, 1, "open", cause="activation")
     await alerts.plan(pool, SETTINGS, now=NOON, areas=areas)
-    waits, waits_for_urgent = areas.waiting(NOON + timedelta(seconds=10))
-    assert waits.sum() == waits_for_urgent.sum() == 1, "the urgent window waits until NOON + 30 s"
+    assert areas.waiting(NOON + timedelta(seconds=10)).sum() == 1, "the urgent window waits until NOON + 30 s"
     await report(pool, second.id, 1, "open", cause="activation")
     await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=10), areas=areas)
     # Flushed when due, the one message names both openings (the second was left to the waiting window).
@@ -231,11 +230,34 @@ async def test_a_window_planned_here_takes_later_openings_without_another_write(
     assert message["body"] == "Відкрито поруч: Ліцей №5, вул. Хрещатик, 1 (тепло); ще 1 поруч", message
     # Close to the window's flush time the memory is not trusted: news then goes to the database, which starts the
     # next window a window's length after the message.
-    assert not areas.waiting(NOON + timedelta(seconds=26))[0].any()
+    assert not areas.waiting(NOON + timedelta(seconds=26)).any()
     await report(pool, third.id, 1, "open", cause="activation")
     await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=40), areas=areas)
     assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=40 + 600), areas=areas) == 0
     assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30 + 900), areas=areas) == 1
+    assert len(await messages(pool, phone)) == 2
+
+
+async def test_a_held_back_area_window_is_not_trusted_to_wait(pool: asyncpg.Pool) -> None:
+    # Urgent news may bring a window held back by quiet hours forward through another replica: only urgent windows,
+    # whose flush time nothing moves, are remembered as waiting.
+    first, activated, later = [
+        await learn(pool, point_state(lat=50.4480 + i / 1000, lon=30.5225, name_uk=f"Ліцей №{i + 5}, Київ"))
+        for i in range(3)
+    ]
+    phone = await add_phone(pool)
+    await subscribe_area(pool, phone, first.lat, first.lon, 2000)
+    replica_a, replica_b = AreaIndex(), AreaIndex()
+    await report(pool, first.id, 1, "open")  # an ordinary opening at night: held back until 07:00
+    await alerts.plan(pool, SETTINGS, now=NIGHT, areas=replica_a)
+    assert not replica_a.waiting(NIGHT + timedelta(seconds=10)).any()
+    await report(pool, activated.id, 1, "open", cause="activation")  # urgent, planned by the other replica
+    await alerts.plan(pool, SETTINGS, now=NIGHT + timedelta(seconds=10), areas=replica_b)
+    assert await alerts.flush(pool, SETTINGS, now=NIGHT + timedelta(seconds=40), areas=replica_b) == 1
+    # After that message, replica A hears of another ordinary opening: it must reach the database (a next window).
+    await report(pool, later.id, 1, "open")
+    await alerts.plan(pool, SETTINGS, now=NIGHT + timedelta(minutes=1), areas=replica_a)
+    assert await alerts.flush(pool, SETTINGS, now=NIGHT + timedelta(hours=8), areas=replica_a) == 1
     assert len(await messages(pool, phone)) == 2
 
 

@@ -21,8 +21,9 @@ from poi_notify import cells, data
 EARTH_M = 6371008.8  # mean Earth radius, as every distance in alerts
 # Removals are kept this long; a replica that has not looked for half of it loads everything again.
 REMOVALS_KEPT_S = 86_400.0
-# A window this replica planned is trusted to be still waiting until this long before its flush time: more than
-# the clocks of two replicas can differ, so no flusher can have sent it yet.
+# An urgent window this replica planned is trusted to be still waiting until this long before its flush time: more
+# than the clocks of two replicas can differ, so no flusher can have sent it yet. (Nothing brings an urgent window's
+# flush time forward; a non-urgent one's moves when urgent news comes, perhaps through another replica.)
 PENDING_MARGIN_S = 5.0
 _RING_M = h3.average_hexagon_edge_length(cells.RESOLUTION, unit="m") * math.sqrt(3)
 
@@ -59,10 +60,9 @@ class AreaIndex:
         # rarely has two areas; a million lists would cost more memory than all the coordinates).
         self._first = np.empty(0, dtype=np.int64)
         self._more: dict[int, list[int]] = {}
-        # By phone: when the area window this replica planned for it flushes (seconds since the epoch, 0 if none
-        # known), and whether it is urgent. News such a window already takes is not sent to the database again.
+        # By phone: when the urgent area window this replica planned for it flushes (seconds since the epoch, 0 if
+        # none known). News such a window takes anyway is not sent to the database again.
         self._pending_until = np.empty(0)
-        self._pending_urgent = np.empty(0, dtype=bool)
         self._cells: dict[int, np.ndarray] = {}  # the rows whose centre lies in the cell
         self._bit: dict[str, int] = {}
         self._max_rings = 0
@@ -109,9 +109,6 @@ class AreaIndex:
                 first[: len(self._first)] = self._first
                 self._first = first
                 self._pending_until = np.concatenate((self._pending_until, np.zeros(size - len(self._pending_until))))
-                self._pending_urgent = np.concatenate(
-                    (self._pending_urgent, np.zeros(size - len(self._pending_urgent), dtype=bool))
-                )
         return phone
 
     def _grow(self, size: int) -> None:
@@ -176,18 +173,16 @@ class AreaIndex:
         held = self._cells[cell]
         self._cells[cell] = held[held != row]
 
-    def waiting(self, now: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """By phone: whether a window this replica planned still waits at now for any news, and for urgent news."""
-        waits = self._pending_until > now.timestamp() + PENDING_MARGIN_S
-        return waits, waits & self._pending_urgent
+    def waiting(self, now: datetime) -> np.ndarray:
+        """By phone: whether an urgent area window planned here still waits at now (and so takes any news)."""
+        return self._pending_until > now.timestamp() + PENDING_MARGIN_S
 
     def planned(self, phone_hashes: list[str], flush_at: list[datetime], urgent: list[bool]) -> None:
-        """Remember the area windows the planner just wrote (each waits for news until it flushes)."""
+        """Remember the urgent area windows the planner just wrote (each takes any news until it flushes)."""
         for phone_hash, at, pressing in zip(phone_hashes, flush_at, urgent, strict=True):
             phone = self._phone_id.get(phone_hash)
             if phone is not None:
-                self._pending_until[phone] = at.timestamp()
-                self._pending_urgent[phone] = pressing
+                self._pending_until[phone] = at.timestamp() if pressing else 0.0
 
     def holding(
         self,

@@ -161,7 +161,7 @@ async def plan(
 def area_news(areas: AreaIndex, batch: list[asyncpg.Record], *, now: datetime) -> tuple[list[str], list[bool]]:
     """The phones whose area subscriptions hold a point of the batch that opened, and whether that is urgent.
 
-    A phone whose area window, planned here, waits anyway for such news is left out: at the start of a blackout
+    A phone whose urgent area window, planned here, waits anyway for such news is left out: at the start of a blackout
     every batch holds openings near most subscribers, and their windows are written once, not once per batch.
     """
     # Only each point's latest change in the batch counts (a point that opened then closed is no opening).
@@ -171,10 +171,9 @@ def area_news(areas: AreaIndex, batch: list[asyncpg.Record], *, now: datetime) -
         if change["channel"] == "alert" and (seen is None or seen["status_version"] < change["status_version"]):
             latest[change["point_id"]] = change
     rows, urgent = [], []
-    waits_for_any, waits_for_urgent = areas.waiting(now)
+    waiting = areas.waiting(now)
     for c in latest.values():
         if c["public"] and c["change"] in (OPENED, PLACES_AGAIN) and c["cell"] is not None:
-            waiting = waits_for_urgent if c["urgent"] else waits_for_any
             held = areas.holding(c["lat"], c["lon"], c["cell"], c["services"], c["queued_at"], waiting)
             rows.append(held)
             urgent.append(np.full(held.size, c["urgent"]))
