@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from prometheus_client import Counter
 
 from poi_notify import data
 from poi_notify.settings import NotifySettings
 from poi_notify.sms import service as sms
 from poi_notify.sms.providers import OutgoingSms, PermanentFailure, TemporaryFailure
-from poi_notify.sms.sender import TokenBucket, abandon_stale, send_batch
+from poi_notify.sms.sender import SmsCounters, TokenBucket, abandon_stale, send_batch
 from tests.integration.notify.conftest import add_number, counters
 
 pytestmark = pytest.mark.integration
@@ -54,9 +55,22 @@ async def states(pool: asyncpg.Pool, hashed: str) -> list[asyncpg.Record]:
     return await data.sms_of_phone(pool, hashed)
 
 
-async def batch(pool: asyncpg.Pool, gateway: Gateway, config: NotifySettings, claimer: uuid.UUID | None = None) -> int:
+def total(counter: Counter, provider: str) -> float:
+    """What a counter shows for the provider on /metrics (its _total sample; 0 if never counted)."""
+    samples = [s for m in counter.collect() for s in m.samples if s.name.endswith("_total")]
+    return next((s.value for s in samples if s.labels == {"provider": provider}), 0.0)
+
+
+async def batch(
+    pool: asyncpg.Pool,
+    gateway: Gateway,
+    config: NotifySettings,
+    claimer: uuid.UUID | None = None,
+    counted: SmsCounters | None = None,
+) -> int:
     bucket = TokenBucket(config.sms_rate_per_s, burst=config.sms_rate_per_s)
-    return await send_batch(pool, gateway, config, claimer=claimer or uuid.uuid4(), bucket=bucket, counters=counters())
+    counted = counted or counters()
+    return await send_batch(pool, gateway, config, claimer=claimer or uuid.uuid4(), bucket=bucket, counters=counted)
 
 
 async def test_each_message_is_sent_once_and_recorded(notify_db: asyncpg.Pool) -> None:
@@ -93,9 +107,13 @@ async def test_a_busy_gateway_gets_the_message_again_later_then_gives_up(notify_
 async def test_a_refused_message_fails_for_good(notify_db: asyncpg.Pool) -> None:
     hashed = await add_number(notify_db, "+380671110003")
     await queue(notify_db, hashed, "Пункт відкрито")
-    assert await batch(notify_db, Gateway(PermanentFailure("gateway answered 403: Authorization failed")), settings())
+    counted = counters()
+    refusing = Gateway(PermanentFailure("gateway answered 403: Authorization failed"))
+    assert await batch(notify_db, refusing, settings(), counted=counted)
     (row,) = await states(notify_db, hashed)
     assert row["state"] == "failed" and "403" in row["last_error"]
+    # /metrics: poi_sms_failed_total moves, by provider; nothing was counted as sent.
+    assert total(counted.failed, "test") == 1 and total(counted.sent, "test") == 0
 
 
 async def test_stop_arriving_after_queueing_wins_up_to_the_send(notify_db: asyncpg.Pool) -> None:
