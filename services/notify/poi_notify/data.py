@@ -672,9 +672,9 @@ recorded AS (
 )
 SELECT (SELECT count(*) FROM batch) AS changes, (SELECT count(*) FROM windows) AS windows,
        (SELECT count(*) FROM recorded) AS recorded, a.*
-FROM (SELECT array_agg(phone_hash) AS area_phones, array_agg(flush_at) AS area_flush_at,
-             array_agg(urgent) AS area_urgent
-      FROM windows WHERE channel = 'alert' AND area) a
+-- The urgent area windows written, for the replica's memory of them (alerts.areas.AreaIndex.planned).
+FROM (SELECT array_agg(phone_hash) AS urgent_area_phones, array_agg(flush_at) AS urgent_area_flush_at
+      FROM windows WHERE channel = 'alert' AND area AND urgent) a
 """
 
 
@@ -882,15 +882,6 @@ async def remove_contact(conn: asyncpg.Connection, contact_id: UUID) -> bool:
 
 
 # --- SMS, many at once (sms.service.enqueue_many) ---
-
-
-async def phones_for_sending(conn: asyncpg.Connection, phone_hashes: list[str]) -> list[asyncpg.Record]:
-    """phone_for_sending for many numbers at once."""
-    return await conn.fetch(
-        """SELECT phone_hash, latin, confirmed_at, stopped_at, is_contact FROM phones
-           WHERE phone_hash = ANY($1::text[]) ORDER BY phone_hash FOR SHARE""",
-        phone_hashes,
-    )
 
 
 async def insert_sms_many(

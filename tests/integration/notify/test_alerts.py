@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from poi_notify import events
+from poi_notify import data, events
 from poi_notify.alerts import service as alerts
 from poi_notify.alerts.areas import AreaIndex
 from poi_shared.contracts import (
@@ -223,6 +223,13 @@ async def test_a_window_planned_here_takes_later_openings_without_another_write(
     await alerts.plan(pool, SETTINGS, now=NOON, areas=areas)
     assert areas.waiting(NOON + timedelta(seconds=10)).sum() == 1, "the urgent window waits until NOON + 30 s"
     await report(pool, second.id, 1, "open", cause="activation")
+    # The planner leaves the phone out of what it sends to the database; a replica without that memory does not.
+    async with pool.acquire() as conn, conn.transaction():
+        batch = await data.lock_alert_batch(conn, batch=10)
+        assert alerts.area_news(areas, batch, now=NOON + timedelta(seconds=10)) == ([], [])
+        elsewhere = AreaIndex()
+        await elsewhere.refresh(conn)
+        assert alerts.area_news(elsewhere, batch, now=NOON + timedelta(seconds=10)) == ([phone], [True])
     await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=10), areas=areas)
     # Flushed when due, the one message names both openings (the second was left to the waiting window).
     assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30), areas=areas) == 1

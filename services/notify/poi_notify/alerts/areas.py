@@ -177,12 +177,12 @@ class AreaIndex:
         """By phone: whether an urgent area window planned here still waits at now (and so takes any news)."""
         return self._pending_until > now.timestamp() + PENDING_MARGIN_S
 
-    def planned(self, phone_hashes: list[str], flush_at: list[datetime], urgent: list[bool]) -> None:
+    def planned(self, phone_hashes: list[str], flush_at: list[datetime]) -> None:
         """Remember the urgent area windows the planner just wrote (each takes any news until it flushes)."""
-        for phone_hash, at, pressing in zip(phone_hashes, flush_at, urgent, strict=True):
+        for phone_hash, at in zip(phone_hashes, flush_at, strict=True):
             phone = self._phone_id.get(phone_hash)
             if phone is not None:
-                self._pending_until[phone] = at.timestamp() if pressing else 0.0
+                self._pending_until[phone] = at.timestamp()
 
     def holding(
         self,

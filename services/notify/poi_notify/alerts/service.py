@@ -151,8 +151,8 @@ async def plan(
                 area_phones=phones,
                 area_urgent=urgent,
             )
-        if counts["area_phones"]:
-            areas.planned(counts["area_phones"], counts["area_flush_at"], counts["area_urgent"])
+        if counts["urgent_area_phones"]:
+            areas.planned(counts["urgent_area_phones"], counts["urgent_area_flush_at"])
         planned += counts["changes"]
         if len(batch) < settings.alert_plan_batch:
             return planned
@@ -429,8 +429,6 @@ async def _flush_batch(
                     traceparent=next((c["traceparent"] for c in told if c["traceparent"]), None),
                 )
             )
-        # The phones were read with their windows; a STOP committed since is honoured by the sender (it cancels
-        # what was queued before the STOP), so they need no lock here.
         ids = await sms.enqueue_many(
             conn, [m for m in outgoing if m is not None], phones={r["phone_hash"]: r for r in rows}
         )

@@ -79,14 +79,13 @@ class Outgoing:
 
 
 async def enqueue_many(
-    conn: asyncpg.Connection, messages: list[Outgoing], *, phones: Mapping[str, asyncpg.Record] | None = None
+    conn: asyncpg.Connection, messages: list[Outgoing], *, phones: Mapping[str, asyncpg.Record]
 ) -> list[uuid.UUID | None]:
-    """enqueue for many messages in two statements, by the same rules; each message's new id, or None.
+    """enqueue for many messages in one statement, by the same rules; each message's new id, or None.
 
-    phones: the numbers' settings (latin, confirmed_at, stopped_at, is_contact) if the caller read them already.
+    phones: the numbers' settings (latin, confirmed_at, stopped_at, is_contact), read by the caller in the same
+    transaction; a STOP committed since is honoured by the sender, which cancels what was queued before it.
     """
-    if phones is None:
-        phones = {r["phone_hash"]: r for r in await data.phones_for_sending(conn, [m.phone_hash for m in messages])}
     rows: list[tuple[uuid.UUID, Outgoing, str, int]] = []
     # Alerts repeat a few texts to many phones: each distinct text is transliterated and counted once.
     latin: dict[str, str] = {}
