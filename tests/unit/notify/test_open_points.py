@@ -28,14 +28,18 @@ def test_nearest_many_matches_a_brute_force_scan_on_random_data() -> None:
         }
         for _ in range(300)
     ]
-    found = OpenPoints(points).nearest_many(  # type: ignore[arg-type]
+    open_points = OpenPoints(points)  # type: ignore[arg-type]
+    found, distance = open_points.nearest_many(
         np.array([s["lat"] for s in subs]),
         np.array([s["lon"] for s in subs]),
         np.array([s["radius_m"] for s in subs], dtype=np.float64),
         [tuple(s["services"]) for s in subs],
         3,
     )
-    for sub, got in zip(subs, found, strict=True):
+    for sub, near, far in zip(subs, found.tolist(), distance.tolist(), strict=True):
+        got = [(d, open_points.rows[p]) for p, d in zip(near, far, strict=True) if p >= 0]
+        # Past the last point found: no index and no distance.
+        assert all(p < 0 and d == float("inf") for p, d in zip(near[len(got) :], far[len(got) :], strict=True))
         expected = sorted(
             (distance_m(sub["lat"], sub["lon"], p["lat"], p["lon"]), p["point_id"])
             for p in points
@@ -45,4 +49,4 @@ def test_nearest_many_matches_a_brute_force_scan_on_random_data() -> None:
         )[:3]
         assert [p["point_id"] for _, p in got] == [i for _, i in expected]
         assert [round(d, 3) for d, _ in got] == [round(d, 3) for d, _ in expected]
-    assert any(found) and not all(found)
+    assert (found[:, 0] >= 0).any() and not (found[:, 0] >= 0).all()

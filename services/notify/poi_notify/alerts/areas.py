@@ -43,7 +43,9 @@ class AreaIndex:
         self._reset()
 
     def _reset(self) -> None:
-        self._row: dict[UUID, int] = {}
+        # By the subscription's id as an integer: a million UUID objects would be walked by every full collection
+        # of the garbage collector (integers are not tracked by it).
+        self._row: dict[int, int] = {}
         self._size = 0
         self._lat_r = np.empty(0)  # radians
         self._lon_r = np.empty(0)
@@ -122,7 +124,7 @@ class AreaIndex:
             setattr(self, name, new)
 
     def _add(self, rows: list[asyncpg.Record]) -> None:
-        rows = [r for r in rows if r["id"] not in self._row]  # a late transaction's rows are read twice
+        rows = [r for r in rows if r["id"].int not in self._row]  # a late transaction's rows are read twice
         if not rows:
             return
         start, end = self._size, self._size + len(rows)
@@ -136,7 +138,7 @@ class AreaIndex:
         self._created[start:end] = [r["created_at"].timestamp() for r in rows]
         self._wants[start:end] = [self._bits(r["services"]) for r in rows]
         self._max_rings = max(self._max_rings, int(self._rings[start:end].max()))
-        self._row.update(zip((r["id"] for r in rows), range(start, end), strict=True))
+        self._row.update(zip((r["id"].int for r in rows), range(start, end), strict=True))
         self.services.extend(tuple(r["services"]) for r in rows)
         for row, r in enumerate(rows, start):
             phone = self._phone[row] = self._phone_of(r["phone_hash"])
@@ -158,7 +160,7 @@ class AreaIndex:
         self._size = end
 
     def _remove(self, subscription_id: UUID) -> None:
-        row = self._row.pop(subscription_id, None)
+        row = self._row.pop(subscription_id.int, None)
         if row is None:
             return
         phone = int(self._phone[row])
@@ -230,20 +232,21 @@ class AreaIndex:
         phones = np.flatnonzero(held)
         return [self._phones[p] for p in phones.tolist()], pressing[phones].tolist()
 
-    def of_phones(self, phone_hashes: list[str]) -> tuple[list[str], np.ndarray]:
-        """The area subscriptions of the phones: each row's phone, and the rows (for lat, lon, radius, services)."""
-        owners: list[str] = []
+    def of_phones(self, phone_hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The area subscriptions of the phones: for each, the position of its phone in phone_hashes (in order),
+        and the rows (for lat, lon, radius, services)."""
+        at: list[int] = []
         rows: list[int] = []
-        for phone_hash in phone_hashes:
+        for i, phone_hash in enumerate(phone_hashes):
             phone = self._phone_id.get(phone_hash)
             if phone is None or self._first[phone] < 0:
                 continue
-            owners.append(phone_hash)
+            at.append(i)
             rows.append(int(self._first[phone]))
             for row in self._more.get(phone, ()):
-                owners.append(phone_hash)
+                at.append(i)
                 rows.append(row)
-        return owners, np.array(rows, dtype=np.int64)
+        return np.array(at, dtype=np.int64), np.array(rows, dtype=np.int64)
 
     def places(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The rows' centres (degrees) and radii (metres)."""

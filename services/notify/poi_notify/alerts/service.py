@@ -15,7 +15,6 @@ import asyncio
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -228,12 +227,19 @@ class OpenPoints:
 
     def nearest_many(
         self, lat: np.ndarray, lon: np.ndarray, radius: np.ndarray, services: list[tuple[str, ...]], count: int
-    ) -> list[list[tuple[float, asyncpg.Record]]]:
-        """For each subscription, up to count open points within its radius offering its services, nearest first."""
-        found: list[list[tuple[float, asyncpg.Record]]] = [[] for _ in services]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each subscription, up to count open points within its radius offering its services, nearest first.
+
+        Two arrays of shape (subscriptions, count): each point's index in rows (-1 after the last found) and its
+        distance in metres (inf after the last found). Arrays, not lists: a flush asks this for a million rows.
+        """
+        found = np.full((len(services), count), -1, dtype=np.int64)
+        distance = np.full((len(services), count), np.inf)
         groups: dict[int, list[int]] = defaultdict(list)
+        # Few distinct combinations of services are wanted: each is turned into bits once.
+        bits_of: dict[tuple[str, ...], int | None] = {}
         for i, wanted in enumerate(services):
-            bits = self._bits(wanted)
+            bits = bits_of[wanted] if wanted in bits_of else bits_of.setdefault(wanted, self._bits(wanted))
             if bits is not None:
                 groups[bits].append(i)
         for bits, members in groups.items():
@@ -253,19 +259,12 @@ class OpenPoints:
             a = np.sin((plat - la) / 2) ** 2 + np.cos(la) * np.cos(plat) * np.sin((plon - lo) / 2) ** 2
             d = 2 * _EARTH_M * np.arcsin(np.sqrt(a))
             hit &= d <= radius[at][:, None]
-            rows = self.rows
-            for i, hits, ds, ps in zip(members, hit.tolist(), d.tolist(), point.tolist(), strict=True):
-                found[i] = [(dj, rows[pj]) for hj, dj, pj in zip(hits, ds, ps, strict=True) if hj]
-        return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    phone_hash: str
-    channel: str
-    window_start: datetime
-    area: bool
-    language: str
+            # The hits first, each row still nearest first.
+            order = np.argsort(~hit, axis=1, kind="stable")
+            hit = np.take_along_axis(hit, order, axis=1)
+            found[at, :k] = np.where(hit, np.take_along_axis(point, order, axis=1), -1)
+            distance[at, :k] = np.where(hit, np.take_along_axis(d, order, axis=1), np.inf)
+        return found, distance
 
 
 def dedup_key(channel: str, phone_hash: str, window_start: datetime) -> str:
@@ -285,25 +284,26 @@ def _news(c: asyncpg.Record, change: str, english: bool, distance: float | None)
 
 
 def compose(
-    window: _Window,
+    channel: str,
+    language: str,
     changes: list[asyncpg.Record],
     nearby: list[tuple[float, asyncpg.Record]],
     *,
     nearest: int,
     made: dict[tuple, str] | None = None,
 ) -> str | None:
-    """The window's message (its points' changes, the nearest open points), or None if nothing is worth telling.
+    """A window's message (its points' changes, the nearest open points), or None if nothing is worth telling.
 
     made: bodies already composed from the same records, by what they tell; many phones get the same message.
     """
-    english = window.language == "en"
-    if window.channel == "ops":
+    english = language == "en"
+    if channel == "ops":
         items = [
             templates.OpsNews(change=c["change"], code=c["code"], name=c["name_uk"], fuel_hours=c["fuel_hours"])
             for c in changes
             if not c["retired"]
         ]
-        return templates.ops_body(window.language, items) if items else None
+        return templates.ops_body(language, items) if items else None
     told = [c for c in changes if not c["retired"] and c["visibility"] != "hidden"]
     seen = {c["point_id"] for c in told}
     near: list[tuple[float, asyncpg.Record]] = []
@@ -317,7 +317,7 @@ def compose(
     # The text depends on the language, the points told with their changes, the nearby points it may name (in
     # order) and how many there are.
     key = (
-        window.language,
+        language,
         tuple((c["point_id"], c["change"]) for c in told),
         tuple(p["point_id"] for _, p in near[: templates.MOST_NAMED]),
         len(near),
@@ -325,7 +325,7 @@ def compose(
     if made is not None and key in made:
         return made[key]
     body = templates.alert_body(
-        window.language,
+        language,
         [_news(c, c["change"], english, None) for c in told],
         [_news(point, templates.OPENED, english, distance) for distance, point in near],
     )
@@ -383,62 +383,102 @@ async def _flush_batch(
     async with db.connection(pool) as conn, conn.transaction():
         await data.tune_for_bulk(conn, phone_range=True)
         # Another flusher may hold some (or have sent them meanwhile): those are left to it.
-        rows = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
-        if not rows:
+        windows = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
+        if not windows:
             return 0
-        windows = [_Window(r["phone_hash"], r["channel"], r["window_start"], r["area"], r["language"]) for r in rows]
         changes: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)
-        nearby: dict[str, list[tuple[float, asyncpg.Record]]] = defaultdict(list)
-        with_changes = [w for w, r in zip(windows, rows, strict=True) if r["told"]]
-        if with_changes:
+        told = [w for w in windows if w["told"]]
+        if told:
             for c in await data.window_changes(
                 conn,
-                phone_hashes=[w.phone_hash for w in with_changes],
-                channels=[w.channel for w in with_changes],
-                window_starts=[w.window_start for w in with_changes],
+                phone_hashes=[w["phone_hash"] for w in told],
+                channels=[w["channel"] for w in told],
+                window_starts=[w["window_start"] for w in told],
             ):
                 changes[(c["phone_hash"], c["channel"])].append(c)
-        area_phones = [w.phone_hash for w in windows if w.area]
-        if area_phones:
+        if any(w["area"] for w in windows):
             await areas.refresh(conn)
-            owners, subs = areas.of_phones(area_phones)
-            lat, lon, radius = areas.places(subs)
-            services = [areas.services[row] for row in subs.tolist()]
-            for owner, points in zip(
-                owners, open_now.nearest_many(lat, lon, radius, services, settings.alert_area_points + 1), strict=True
-            ):
-                nearby[owner] += points
         outgoing: list[sms.Outgoing | None] = []
-        for w in windows:
-            told = changes.get((w.phone_hash, w.channel), [])
-            body = compose(
-                w,
-                told,
-                nearby.get(w.phone_hash, []) if w.channel == "alert" else [],
-                nearest=settings.alert_area_points,
-                made=made,
-            )
+        for w, body in zip(windows, _bodies(windows, changes, areas, open_now, settings, made), strict=True):
+            told_here = changes.get((w["phone_hash"], w["channel"]), [])
             outgoing.append(
                 None
                 if body is None
                 else sms.Outgoing(
-                    phone_hash=w.phone_hash,
-                    kind="ops" if w.channel == "ops" else "alert",
+                    phone_hash=w["phone_hash"],
+                    kind="ops" if w["channel"] == "ops" else "alert",
                     body=body,
-                    dedup_key=dedup_key(w.channel, w.phone_hash, w.window_start),
-                    traceparent=next((c["traceparent"] for c in told if c["traceparent"]), None),
+                    dedup_key=dedup_key(w["channel"], w["phone_hash"], w["window_start"]),
+                    traceparent=next((c["traceparent"] for c in told_here if c["traceparent"]), None),
                 )
             )
         ids = await sms.enqueue_many(
-            conn, [m for m in outgoing if m is not None], phones={r["phone_hash"]: r for r in rows}
+            conn, [m for m in outgoing if m is not None], phones={w["phone_hash"]: w for w in windows}
         )
         sent_keys = {m.dedup_key for m, i in zip([m for m in outgoing if m], ids, strict=True) if i}
         await data.close_windows(
             conn,
-            phone_hashes=[w.phone_hash for w in windows],
-            channels=[w.channel for w in windows],
-            window_starts=[w.window_start for w in windows],
+            phone_hashes=[w["phone_hash"] for w in windows],
+            channels=[w["channel"] for w in windows],
+            window_starts=[w["window_start"] for w in windows],
             sent=[m is not None and m.dedup_key in sent_keys for m in outgoing],
             now=moment,
         )
         return len(sent_keys)
+
+
+def _bodies(
+    windows: list[asyncpg.Record],
+    changes: dict[tuple[str, str], list[asyncpg.Record]],
+    areas: AreaIndex,
+    open_now: OpenPoints,
+    settings: NotifySettings,
+    made: dict[tuple, str],
+) -> list[str | None]:
+    """Each window's message, as compose makes it.
+
+    A window told only of its phone's one area (most, at the start of a blackout) is told that area's nearest open
+    points: such windows are grouped by language and points, and each group's message is composed once.
+    """
+    nearest = settings.alert_area_points
+
+    def compose_for(w: asyncpg.Record, nearby: list[tuple[float, asyncpg.Record]]) -> str | None:
+        told = changes.get((w["phone_hash"], w["channel"]), [])
+        return compose(w["channel"], w["language"], told, nearby, nearest=nearest, made=made)
+
+    bodies = [None if w["area"] else compose_for(w, []) for w in windows]
+    area = [i for i, w in enumerate(windows) if w["area"]]
+    if not area:
+        return bodies
+    at, subs = areas.of_phones([windows[i]["phone_hash"] for i in area])
+    lat, lon, radius = areas.places(subs)
+    services = [areas.services[row] for row in subs.tolist()]
+    found, distance = open_now.nearest_many(lat, lon, radius, services, nearest + 1)
+
+    def nearby(rows: range) -> list[tuple[float, asyncpg.Record]]:
+        return [
+            (d, open_now.rows[p])
+            for row in rows
+            for p, d in zip(found[row].tolist(), distance[row].tolist(), strict=True)
+            if p >= 0
+        ]
+
+    # The area rows of area[j] are first[j]:first[j + 1] (of_phones keeps the phones' order).
+    first = np.searchsorted(at, np.arange(len(area) + 1)).tolist()
+    languages = {language: n for n, language in enumerate({windows[i]["language"] for i in area})}
+    lone: list[int] = []
+    for j, i in enumerate(area):
+        if first[j + 1] - first[j] == 1 and not windows[i]["told"]:
+            lone.append(j)
+        else:
+            bodies[i] = compose_for(windows[i], nearby(range(first[j], first[j + 1])))
+    if lone:
+        rows = np.array([first[j] for j in lone])
+        language = np.array([languages[windows[area[j]]["language"]] for j in lone])
+        _, sample, group = np.unique(
+            np.column_stack((language, found[rows])), axis=0, return_index=True, return_inverse=True
+        )
+        texts = [compose_for(windows[area[lone[k]]], nearby(range(rows[k], rows[k] + 1))) for k in sample.tolist()]
+        for j, g in zip(lone, group.ravel().tolist(), strict=True):
+            bodies[area[j]] = texts[g]
+    return bodies
