@@ -118,6 +118,59 @@ async def test_area_subscriber_gets_one_message_naming_the_nearest_open_points(p
     assert await run(pool, NOON + timedelta(hours=1)) == 0
 
 
+async def test_each_phone_gets_its_own_areas_text_and_phones_told_the_same_share_it(pool: asyncpg.Pool) -> None:
+    # The flusher composes one text per group of windows told the same points; the others are composed one by one.
+    home, obolon = (50.4470, 30.5220), (50.5010, 30.4980)
+    lyceum = await learn(pool, point_state(lat=50.4480, lon=30.5225))
+    library = await learn(
+        pool,
+        point_state(
+            lat=50.4560,
+            lon=30.5300,
+            name_uk="Бібліотека ім. Лесі Українки, Київ",
+            address_uk="вул. Велика Житомирська, 4, Київ",
+            name_en="Lesya Ukrainka Library, Kyiv",
+            address_en="4 Velyka Zhytomyrska St, Kyiv",
+        ),
+    )
+    gym = await learn(
+        pool,
+        point_state(
+            lat=50.5012,
+            lon=30.4982,
+            name_uk="Спортзал, Київ",
+            address_uk="просп. Оболонський, 9, Київ",
+            name_en="Gym, Kyiv",
+            address_en="9 Obolonskyi Ave, Kyiv",
+        ),
+    )
+    neighbours = [await add_phone(pool) for _ in range(3)]
+    english = await add_phone(pool, language="en")
+    two_areas = await add_phone(pool)
+    follower = await add_phone(pool)
+    for phone in (*neighbours, english, two_areas, follower):
+        await subscribe_area(pool, phone, *home, 2000)
+    await subscribe_area(pool, two_areas, *obolon, 1000)
+    await subscribe_point(pool, follower, library.id)
+    for point in (lyceum, library, gym):
+        await report(pool, point.id, 1, "open", cause="activation")
+    assert await run(pool, NOON) == 0
+    assert await run(pool, NOON + timedelta(seconds=30)) == 6
+    body = {m["phone_hash"]: m["body"] for m in await messages(pool)}
+    assert [body[n] for n in neighbours] == ["Відкрито поруч: Ліцей №5, вул. Хрещатик, 1 (тепло); ще 1 поруч"] * 3
+    assert body[english] == (
+        "Open near you: Lyceum No. 5, 1 Khreshchatyk St, Kyiv (heat, charging); "
+        "Lesya Ukrainka Library, 4 Velyka Zhytomyrska St, Kyiv (heat, charging)"
+    )
+    # Two areas: the nearest open points of both, nearest first (the gym is next to the second home).
+    assert body[two_areas] == "Відкрито поруч: Спортзал, просп. Оболонський, 9 (тепло); ще 2 поруч"
+    # A followed point is told as such, and not named again among the points near home.
+    assert body[follower] == (
+        "ВІДКРИТО: Бібліотека ім. Лесі Українки, вул. Велика Житомирська, 4, Київ. "
+        "Відкрито поруч: Ліцей №5, вул. Хрещатик, 1, Київ (тепло, зарядка)"
+    )
+
+
 async def test_area_message_in_english_uses_english_names(pool: asyncpg.Pool) -> None:
     point = await learn(pool, point_state())
     phone = await add_phone(pool, language="en")

@@ -455,7 +455,7 @@ def _bodies(
     services = [areas.services[row] for row in subs.tolist()]
     found, distance = open_now.nearest_many(lat, lon, radius, services, nearest + 1)
 
-    def nearby(rows: range) -> list[tuple[float, asyncpg.Record]]:
+    def nearby(rows: Iterable[int]) -> list[tuple[float, asyncpg.Record]]:
         return [
             (d, open_now.rows[p])
             for row in rows
@@ -474,11 +474,17 @@ def _bodies(
             bodies[i] = compose_for(windows[i], nearby(range(first[j], first[j + 1])))
     if lone:
         rows = np.array([first[j] for j in lone])
+        # What such a message says: its language, the points it names and how many points it counts (as compose's
+        # key; nearest_many found the points nearest first, each once).
         language = np.array([languages[windows[area[j]]["language"]] for j in lone])
+        counted = (found[rows] >= 0).sum(axis=1)
         _, sample, group = np.unique(
-            np.column_stack((language, found[rows])), axis=0, return_index=True, return_inverse=True
+            np.column_stack((language, counted, found[rows, : templates.MOST_NAMED])),
+            axis=0,
+            return_index=True,
+            return_inverse=True,
         )
-        texts = [compose_for(windows[area[lone[k]]], nearby(range(rows[k], rows[k] + 1))) for k in sample.tolist()]
+        texts = [compose_for(windows[area[lone[k]]], nearby((int(rows[k]),))) for k in sample.tolist()]
         for j, g in zip(lone, group.ravel().tolist(), strict=True):
             bodies[area[j]] = texts[g]
     return bodies
