@@ -37,6 +37,15 @@ pytestmark = pytest.mark.integration
 NOON = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)  # 12:00 in Kyiv: outside quiet hours
 NIGHT = datetime(2026, 11, 26, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv: quiet hours until 07:00 (05:00 UTC)
 SETTINGS = alert_settings(alert_gather_s=30, alert_window_s=900)
+# About 1.2 km from the default point (the Lyceum on Khreshchatyk): the second nearest to a home beside it.
+LIBRARY = {
+    "lat": 50.4560,
+    "lon": 30.5300,
+    "name_uk": "Бібліотека ім. Лесі Українки, Київ",
+    "address_uk": "вул. Велика Житомирська, 4, Київ",
+    "name_en": "Lesya Ukrainka Library, Kyiv",
+    "address_en": "4 Velyka Zhytomyrska St, Kyiv",
+}
 
 
 async def learn(pool: asyncpg.Pool, point: PointState) -> PointState:
@@ -88,15 +97,7 @@ async def test_area_subscriber_gets_one_message_naming_the_nearest_open_points(p
     # A resident near Khreshchatyk follows 2 km round home, only points with heat.
     home = (50.4470, 30.5220)
     near = await learn(pool, point_state(lat=50.4480, lon=30.5225, name_uk="Пункт незламності — Ліцей №5, Київ"))
-    farther = await learn(
-        pool,
-        point_state(
-            lat=50.4560,
-            lon=30.5300,
-            name_uk="Бібліотека ім. Лесі Українки, Київ",
-            address_uk="вул. Велика Житомирська, 4, Київ",
-        ),
-    )
+    farther = await learn(pool, point_state(**LIBRARY))
     no_heat = await learn(pool, point_state(lat=50.4472, lon=30.5221, services=["charging"]))
     outside = await learn(pool, point_state(lat=50.4800, lon=30.5800))  # about 5 km away
     resident = await add_phone(pool)
@@ -122,17 +123,7 @@ async def test_each_phone_gets_its_own_areas_text_and_phones_told_the_same_share
     # The flusher composes one text per group of windows told the same points; the others are composed one by one.
     home, obolon = (50.4470, 30.5220), (50.5010, 30.4980)
     lyceum = await learn(pool, point_state(lat=50.4480, lon=30.5225))
-    library = await learn(
-        pool,
-        point_state(
-            lat=50.4560,
-            lon=30.5300,
-            name_uk="Бібліотека ім. Лесі Українки, Київ",
-            address_uk="вул. Велика Житомирська, 4, Київ",
-            name_en="Lesya Ukrainka Library, Kyiv",
-            address_en="4 Velyka Zhytomyrska St, Kyiv",
-        ),
-    )
+    library = await learn(pool, point_state(**LIBRARY))
     gym = await learn(
         pool,
         point_state(
