@@ -141,14 +141,18 @@ async def test_each_phone_gets_its_own_areas_text_and_phones_told_the_same_share
     follower = await add_phone(pool)
     for phone in (*neighbours, english, two_areas, follower):
         await subscribe_area(pool, phone, *home, 2000)
+    # The same nearest point, but only it within 500 m: the text names it without counting another.
+    close_by = await add_phone(pool)
+    await subscribe_area(pool, close_by, *home, 500)
     await subscribe_area(pool, two_areas, *obolon, 1000)
     await subscribe_point(pool, follower, library.id)
     for point in (lyceum, library, gym):
         await report(pool, point.id, 1, "open", cause="activation")
     assert await run(pool, NOON) == 0
-    assert await run(pool, NOON + timedelta(seconds=30)) == 6
+    assert await run(pool, NOON + timedelta(seconds=30)) == 7
     body = {m["phone_hash"]: m["body"] for m in await messages(pool)}
     assert [body[n] for n in neighbours] == ["Відкрито поруч: Ліцей №5, вул. Хрещатик, 1 (тепло); ще 1 поруч"] * 3
+    assert body[close_by] == "Відкрито поруч: Ліцей №5, вул. Хрещатик, 1, Київ (тепло, зарядка)"
     assert body[english] == (
         "Open near you: Lyceum No. 5, 1 Khreshchatyk St, Kyiv (heat, charging); "
         "Lesya Ukrainka Library, 4 Velyka Zhytomyrska St, Kyiv (heat, charging)"

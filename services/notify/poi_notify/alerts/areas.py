@@ -233,8 +233,7 @@ class AreaIndex:
         return [self._phones[p] for p in phones.tolist()], pressing[phones].tolist()
 
     def of_phones(self, phone_hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """The area subscriptions of the phones: for each, the position of its phone in phone_hashes (in order),
-        and the rows (for lat, lon, radius, services)."""
+        """The phones' area subscriptions: each one's phone as a position in phone_hashes, and their rows."""
         at: list[int] = []
         rows: list[int] = []
         for i, phone_hash in enumerate(phone_hashes):
