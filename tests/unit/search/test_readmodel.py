@@ -146,6 +146,19 @@ def test_nearest_order_matches_a_brute_force_reference(merged: bool) -> None:
             assert got == want or np.count_nonzero(np.abs(distances - d) < 0.01) > 1
 
 
+def test_equally_near_points_are_answered_in_one_order_whether_indexed_or_not() -> None:
+    # Points at one place, some indexed and some added since: the same query gives the same answer before and
+    # after the index is rebuilt (an ETag that changed with the index would make clients fetch the same data again).
+    fed = Model()
+    fed.put(*(point(*KYIV) for _ in range(3)), point(49.84, 24.03))
+    fed.model.merge_index()
+    fed.put(*(point(*KYIV) for _ in range(3)))
+    before = [fed.nearest(*KYIV, limit=limit) for limit in (1, 2, 4, 6)]
+    fed.model.merge_index()
+    assert [fed.nearest(*KYIV, limit=limit) for limit in (1, 2, 4, 6)] == before
+    assert len(set(before[-1])) == 6, "every point at the place, each once"
+
+
 def test_a_moved_point_is_found_at_its_new_place_before_and_after_the_index_is_rebuilt() -> None:
     fed = Model()
     moving = point(*KYIV)

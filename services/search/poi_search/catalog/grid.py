@@ -77,7 +77,8 @@ class GridIndex:
             slots, squared = slots[ok], squared[ok]
             # Found enough closer than anything outside could be, or every match within bound.
             if beyond >= bound or np.count_nonzero(squared <= beyond * beyond) >= limit:
-                order = np.argsort(squared, kind="stable")[:limit]
+                # Equally near points by slot: the answer does not depend on the order the block was read in.
+                order = np.lexsort((slots, squared))[:limit]
                 return slots[order], np.sqrt(np.maximum(squared[order], 0.0))
             reach = reach * 2 + 1
 

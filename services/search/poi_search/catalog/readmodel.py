@@ -238,7 +238,9 @@ class ReadModel:
         if self._dirty:
             candidates = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
             candidates = candidates[self._match(candidates, filters)]
-            chords = np.linalg.norm(self._xyz[candidates] - target, axis=1)
+            # Computed as the grid computes it: a point and its twin in the grid get the same chord, so which of
+            # them is still unindexed never changes the answer.
+            chords = np.sqrt(np.maximum(2.0 - 2.0 * (self._xyz[candidates] @ target), 0.0))
             inside = chords <= bound
             found_slots.append(candidates[inside])
             found_chords.append(chords[inside])
@@ -248,7 +250,7 @@ class ReadModel:
             slots, chords = found_slots[0], found_chords[0]  # the grid's answer, already ordered and cut
         else:
             slots, chords = np.concatenate(found_slots), np.concatenate(found_chords)
-            order = np.argsort(chords, kind="stable")[:limit]
+            order = np.lexsort((slots, chords))[:limit]  # equally near points by slot, as the grid orders them
             slots, chords = slots[order], chords[order]
         return slots, metres_of(chords)
 
