@@ -21,6 +21,14 @@ Matcher = Callable[[np.ndarray], np.ndarray]
 """Which of the given slots pass the query's filters."""
 
 
+def squared_chords(xyz: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Squared chord lengths from unit vectors to target: 2 - 2 cos(angle), one matrix product for them all.
+
+    The one formula for every candidate, indexed or not: two points at one place get exactly the same distance.
+    """
+    return 2.0 - 2.0 * (xyz @ target)
+
+
 class GridIndex:
     """Slots sorted by grid cell over their bounding box; rebuilt, never updated in place."""
 
@@ -70,8 +78,7 @@ class GridIndex:
                 reach = max(reach * 2 + 1, math.ceil(side / 2))
                 continue
             slots, xyz = self._block(top, bottom, left, right)
-            # Squared chord of unit vectors: 2 - 2 cos(angle), one matrix product for the whole block.
-            squared = 2.0 - 2.0 * (xyz @ target)
+            squared = squared_chords(xyz, target)
             ok = squared <= squared_bound
             ok &= matches(slots)
             slots, squared = slots[ok], squared[ok]

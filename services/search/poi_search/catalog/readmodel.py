@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from poi_search.catalog.grid import GridIndex
+from poi_search.catalog.grid import GridIndex, squared_chords
 from poi_search.catalog.records import (
     FREE,
     INDEXED,
@@ -238,9 +238,8 @@ class ReadModel:
         if self._dirty:
             candidates = np.fromiter(self._dirty, dtype=np.int64, count=len(self._dirty))
             candidates = candidates[self._match(candidates, filters)]
-            # Computed as the grid computes it: a point and its twin in the grid get the same chord, so which of
-            # them is still unindexed never changes the answer.
-            chords = np.sqrt(np.maximum(2.0 - 2.0 * (self._xyz[candidates] @ target), 0.0))
+            # As the grid measures: which of two points at one place is still unindexed never changes the answer.
+            chords = np.sqrt(np.maximum(squared_chords(self._xyz[candidates], target), 0.0))
             inside = chords <= bound
             found_slots.append(candidates[inside])
             found_chords.append(chords[inside])
