@@ -780,37 +780,64 @@ async def open_points(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     )
 
 
-async def close_windows(
+FLUSH_WINDOWS = """
+WITH w AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) WITH ORDINALITY
+        AS w(phone_hash, channel, text_of, traceparent, n)
+),
+texts AS (SELECT * FROM unnest($5::text[], $6::smallint[]) WITH ORDINALITY AS t(body, parts, text_of)),
+-- The flusher's batches are ranges of phones: the range lets each table be read by its key there (the number of
+-- rows in w is unknown to the planner, which would otherwise read whole tables).
+range AS (SELECT min(phone_hash) AS first, max(phone_hash) AS last FROM w),
+flushed AS (
+    UPDATE alert_windows a SET flushed_at = $8 FROM w, range r
+    WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.text_of > 0
+      AND a.phone_hash BETWEEN r.first AND r.last
+    RETURNING a.phone_hash, a.channel, a.window_start, w.text_of, w.traceparent, w.n
+),
+-- A window with nothing to send is forgotten (its changes go with it: ON DELETE CASCADE).
+forgotten AS (
+    DELETE FROM alert_windows a USING w, range r
+    WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.text_of = 0
+      AND a.phone_hash BETWEEN r.first AND r.last
+),
+told AS (
+    DELETE FROM alert_changes c USING flushed f, range r
+    WHERE (c.phone_hash, c.channel, c.window_start) = (f.phone_hash, f.channel, f.window_start)
+      AND c.phone_hash BETWEEN r.first AND r.last
+),
+queued AS (
+    -- The key names the phone's window: a second flush of the same window can never queue another.
+    INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, traceparent)
+    SELECT encode(substring($7::bytea FROM 16 * (f.n::int - 1) + 1 FOR 16), 'hex')::uuid,
+           f.channel || ':' || f.phone_hash || ':' || floor(extract(epoch FROM f.window_start))::bigint,
+           f.phone_hash, CASE WHEN f.channel = 'ops' THEN 'ops' ELSE 'alert' END, t.body, t.parts, f.traceparent
+    FROM flushed f JOIN texts t USING (text_of)
+    ON CONFLICT (dedup_key) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM queued
+"""
+
+
+async def flush_windows(
     conn: asyncpg.Connection,
     *,
     phone_hashes: list[str],
     channels: list[str],
-    window_starts: list[datetime],
-    sent: list[bool],
+    text_of: list[int],
+    traceparents: list[str | None],
+    texts: list[str],
+    parts: list[int],
+    ids: bytes,
     now: datetime,
-) -> None:
-    """Mark windows whose message was queued as flushed now; forget those that sent nothing; drop their changes."""
-    await conn.execute(
-        """WITH w AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bool[])
-                      AS w(phone_hash, channel, window_start, sent)),
-           -- The flusher's batches are ranges of phones: the range lets each table be read by its key there
-           -- (the number of rows in w is unknown to the planner, which would otherwise read whole tables).
-           range AS (SELECT min(phone_hash) AS first, max(phone_hash) AS last FROM w),
-           changes AS (DELETE FROM alert_changes c USING w, range r
-                       WHERE (c.phone_hash, c.channel, c.window_start) = (w.phone_hash, w.channel, w.window_start)
-                         AND c.phone_hash BETWEEN r.first AND r.last),
-           forgotten AS (DELETE FROM alert_windows a USING w, range r
-                         WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND NOT w.sent
-                           AND a.phone_hash BETWEEN r.first AND r.last)
-           UPDATE alert_windows a SET flushed_at = $5 FROM w, range r
-           WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.sent
-             AND a.phone_hash BETWEEN r.first AND r.last""",
-        phone_hashes,
-        channels,
-        window_starts,
-        sent,
-        now,
-    )
+) -> int:
+    """Queue each window's message and mark it flushed now, or forget a window with none; how many were queued.
+
+    text_of: each window's message as a position in texts (from 1), 0 for none; ids: 16 bytes per window, in order.
+    """
+    queued = await conn.fetchval(FLUSH_WINDOWS, phone_hashes, channels, text_of, traceparents, texts, parts, ids, now)
+    return int(queued)
 
 
 # --- Alerts: coordinator contacts ---
@@ -879,41 +906,6 @@ async def remove_contact(conn: asyncpg.Connection, contact_id: UUID) -> bool:
         phone_hash,
     )
     return True
-
-
-# --- SMS, many at once (sms.service.enqueue_many) ---
-
-
-async def insert_sms_many(
-    conn: asyncpg.Connection,
-    *,
-    ids: list[UUID],
-    dedup_keys: list[str],
-    phone_hashes: list[str],
-    kinds: list[str],
-    bodies: list[str],
-    parts: list[int],
-    not_befores: list[datetime | None],
-    traceparents: list[str | None],
-) -> list[UUID]:
-    """insert_sms for many messages; the ids of those whose dedup key was new."""
-    rows = await conn.fetch(
-        """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before, traceparent)
-           SELECT id, dedup_key, phone_hash, kind, body, parts, coalesce(not_before, now()), traceparent
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::smallint[],
-                       $7::timestamptz[], $8::text[])
-                AS m(id, dedup_key, phone_hash, kind, body, parts, not_before, traceparent)
-           ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
-        ids,
-        dedup_keys,
-        phone_hashes,
-        kinds,
-        bodies,
-        parts,
-        not_befores,
-        traceparents,
-    )
-    return [r["id"] for r in rows]
 
 
 # --- Webhooks: endpoints, the points they match, deliveries ---

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from poi_notify.alerts.service import dedup_key, is_urgent, quiet_until, transition
+from poi_notify.alerts.service import is_urgent, quiet_until, transition
 from poi_shared.contracts import StatusCause
 
 
@@ -52,7 +52,3 @@ def test_no_quiet_hours_when_start_equals_end_and_daytime_quiet_hours() -> None:
     assert quiet_until(datetime(2026, 11, 26, 12, 0, tzinfo=UTC), time(13, 0), time(15, 0)) == datetime(
         2026, 11, 26, 13, 0, tzinfo=UTC
     )
-
-
-def test_dedup_key_names_the_phone_and_window() -> None:
-    assert dedup_key("alert", "abc", datetime(2026, 11, 26, 10, 0, tzinfo=UTC)) == "alert:abc:1795687200"

@@ -3,8 +3,8 @@
 Three steps, each committed in PostgreSQL so a restart or a redelivered event changes nothing:
 1. observe: an event updates alert_points and, if it is news, queues it (with the inbox, exactly once);
 2. plan: batches of queued changes become rows of each affected phone's current window (one statement);
-3. flush: a window whose time has come becomes ONE message, queued with sms.service under a key naming the window;
-   an area subscriber's message names the nearest points open at that moment.
+3. flush: a window whose time has come becomes ONE message (by sms.service's rules), queued under a key naming the
+   window; an area subscriber's message names the nearest points open at that moment.
 
 Urgent (never held back by quiet hours): a point closing or filling up (someone may be on the way there), any
 point opened by a coordinator's area activation (a blackout has started), and every ops alert. Non-urgent: a
@@ -267,11 +267,6 @@ class OpenPoints:
         return found, distance
 
 
-def dedup_key(channel: str, phone_hash: str, window_start: datetime) -> str:
-    """The one message of a phone's window: a second flush of the same window can never queue another."""
-    return f"{channel}:{phone_hash}:{int(window_start.timestamp())}"
-
-
 def _news(c: asyncpg.Record, change: str, english: bool, distance: float | None) -> templates.PointNews:
     return templates.PointNews(
         change=change,
@@ -398,33 +393,34 @@ async def _flush_batch(
                 changes[(c["phone_hash"], c["channel"])].append(c)
         if any(w["area"] for w in windows):
             await areas.refresh(conn)
-        outgoing: list[sms.Outgoing | None] = []
+        # Each distinct message once, as sent (Latin for numbers that asked for it), with its parts: many phones get
+        # the same one. A window gets its message's position (from 1), or 0 if it has none or its phone may not get it.
+        texts: dict[tuple[str, bool], int] = {}
+        text_of: list[int] = []
+        traceparents: list[str | None] = []
         for w, body in zip(windows, _bodies(windows, changes, areas, open_now, settings, made), strict=True):
-            told_here = changes.get((w["phone_hash"], w["channel"]), [])
-            outgoing.append(
-                None
-                if body is None
-                else sms.Outgoing(
-                    phone_hash=w["phone_hash"],
-                    kind="ops" if w["channel"] == "ops" else "alert",
-                    body=body,
-                    dedup_key=dedup_key(w["channel"], w["phone_hash"], w["window_start"]),
-                    traceparent=next((c["traceparent"] for c in told_here if c["traceparent"]), None),
-                )
+            kind = "ops" if w["channel"] == "ops" else "alert"
+            if body is None or not sms.may_send(kind, w):
+                text_of.append(0)
+            else:
+                key = (body, w["latin"])
+                text_of.append(texts[key] if key in texts else texts.setdefault(key, len(texts) + 1))
+            told_here = changes.get((w["phone_hash"], w["channel"]))
+            traceparents.append(
+                next((c["traceparent"] for c in told_here if c["traceparent"]), None) if told_here else None
             )
-        ids = await sms.enqueue_many(
-            conn, [m for m in outgoing if m is not None], phones={w["phone_hash"]: w for w in windows}
-        )
-        sent_keys = {m.dedup_key for m, i in zip([m for m in outgoing if m], ids, strict=True) if i}
-        await data.close_windows(
+        fitted = [sms.fit("alert", body, latin=latin) for body, latin in texts]
+        return await data.flush_windows(
             conn,
             phone_hashes=[w["phone_hash"] for w in windows],
             channels=[w["channel"] for w in windows],
-            window_starts=[w["window_start"] for w in windows],
-            sent=[m is not None and m.dedup_key in sent_keys for m in outgoing],
+            text_of=text_of,
+            traceparents=traceparents,
+            texts=[body for body, _ in fitted],
+            parts=[count for _, count in fitted],
+            ids=sms.time_ordered_ids(len(windows)),
             now=moment,
         )
-        return len(sent_keys)
 
 
 def _bodies(
