@@ -267,14 +267,13 @@ class OpenPoints:
         return found, distance
 
 
-def _news(c: asyncpg.Record, change: str, english: bool, distance: float | None) -> templates.PointNews:
+def _news(c: asyncpg.Record, change: str, english: bool) -> templates.PointNews:
     return templates.PointNews(
         change=change,
         name=(c["name_en"] if english and c["name_en"] else c["name_uk"]) or c["code"],
         address=(c["address_en"] if english and c["address_en"] else c["address_uk"]) or "",
         settlement=c["settlement"],
         services=tuple(c["services"]),
-        distance_m=distance,
     )
 
 
@@ -285,12 +284,8 @@ def compose(
     nearby: list[tuple[float, asyncpg.Record]],
     *,
     nearest: int,
-    made: dict[tuple, str] | None = None,
 ) -> str | None:
-    """A window's message (its points' changes, the nearest open points), or None if nothing is worth telling.
-
-    made: bodies already composed from the same records, by what they tell; many phones get the same message.
-    """
+    """A window's message (its points' changes, the nearest open points), or None if nothing is worth telling."""
     english = language == "en"
     if channel == "ops":
         items = [
@@ -309,24 +304,11 @@ def compose(
     if not told and not near:
         return None
     near = near[: nearest + 1]
-    # The text depends on the language, the points told with their changes, the nearby points it may name (in
-    # order) and how many there are.
-    key = (
+    return templates.alert_body(
         language,
-        tuple((c["point_id"], c["change"]) for c in told),
-        tuple(p["point_id"] for _, p in near[: templates.MOST_NAMED]),
-        len(near),
+        [_news(c, c["change"], english) for c in told],
+        [_news(point, templates.OPENED, english) for _, point in near],
     )
-    if made is not None and key in made:
-        return made[key]
-    body = templates.alert_body(
-        language,
-        [_news(c, c["change"], english, None) for c in told],
-        [_news(point, templates.OPENED, english, distance) for distance, point in near],
-    )
-    if made is not None:
-        made[key] = body
-    return body
 
 
 async def flush(
@@ -346,14 +328,12 @@ async def flush(
     # Batches of phones in key order: each touches a narrow range of every index keyed by phone (windows, phones,
     # the messages' dedup keys), which the database then reads and writes page by page, not once per phone.
     batches = iter(range(0, len(due), settings.alert_flush_batch))
-    # Bodies already composed in this call, by what they tell: many phones get the same message.
-    made: dict[tuple, str] = {}
 
     async def worker() -> int:
         queued = 0
         for start in batches:  # shared: each batch goes to one worker
             phones = due[start : start + settings.alert_flush_batch]
-            queued += await _flush_batch(pool, settings, phones, now=now, areas=areas, open_now=open_now, made=made)
+            queued += await _flush_batch(pool, settings, phones, now=now, areas=areas, open_now=open_now)
         return queued
 
     # Several workers, each with its own connection and transactions (as replicas would): one composes while
@@ -371,7 +351,6 @@ async def _flush_batch(
     now: datetime | None,
     areas: AreaIndex,
     open_now: OpenPoints,
-    made: dict[tuple, str],
 ) -> int:
     """Queue the messages of the due windows of a range of phones in one transaction; how many were queued."""
     moment = now or datetime.now(UTC)
@@ -398,7 +377,7 @@ async def _flush_batch(
         texts: dict[tuple[str, bool], int] = {}
         text_of: list[int] = []
         traceparents: list[str | None] = []
-        for w, body in zip(windows, _bodies(windows, changes, areas, open_now, settings, made), strict=True):
+        for w, body in zip(windows, _bodies(windows, changes, areas, open_now, settings), strict=True):
             kind = "ops" if w["channel"] == "ops" else "alert"
             if body is None or not sms.may_send(kind, w):
                 text_of.append(0)
@@ -429,7 +408,6 @@ def _bodies(
     areas: AreaIndex,
     open_now: OpenPoints,
     settings: NotifySettings,
-    made: dict[tuple, str],
 ) -> list[str | None]:
     """Each window's message, as compose makes it.
 
@@ -440,7 +418,7 @@ def _bodies(
 
     def compose_for(w: asyncpg.Record, nearby: list[tuple[float, asyncpg.Record]]) -> str | None:
         told = changes.get((w["phone_hash"], w["channel"]), [])
-        return compose(w["channel"], w["language"], told, nearby, nearest=nearest, made=made)
+        return compose(w["channel"], w["language"], told, nearby, nearest=nearest)
 
     bodies = [None if w["area"] else compose_for(w, []) for w in windows]
     area = [i for i, w in enumerate(windows) if w["area"]]
@@ -470,8 +448,8 @@ def _bodies(
             bodies[i] = compose_for(windows[i], nearby(range(first[j], first[j + 1])))
     if lone:
         rows = np.array([first[j] for j in lone])
-        # What such a message says: its language, the points it names and how many points it counts (as compose's
-        # key; nearest_many found the points nearest first, each once).
+        # What such a message says: its language, the points it names and how many points it counts (as
+        # templates.alert_body; nearest_many found the points nearest first, each once).
         language = np.array([languages[windows[area[j]]["language"]] for j in lone])
         counted = (found[rows] >= 0).sum(axis=1)
         _, sample, group = np.unique(

@@ -60,7 +60,6 @@ class PointNews:
     address: str
     settlement: str | None = None
     services: tuple[str, ...] = ()
-    distance_m: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +161,16 @@ def _place_text(
     return f"{line} ({words})" if words else line
 
 
-def _render(language: str, points: Sequence[PointNews], nearby: Sequence[PointNews], detail: _Detail) -> str:
+def _render(language: str, points: Sequence[PointNews], named: Sequence[PointNews], count: int, detail: _Detail) -> str:
     words = _CHANGE_WORDS[language]
     pieces: list[str] = []
     # Closing and full first: someone may be on the way there.
     for news in sorted(points, key=lambda n: n.change not in (CLOSED, FULL)):
         pieces.append(f"{words[news.change]}: {_place(news, language, detail, services=False)}")
-    shown = list(nearby[: detail.named])
+    shown = named[: detail.named]
     if shown:
         near = "; ".join(_place(n, language, detail, services=True) for n in shown)
-        more = len(nearby) - len(shown)
+        more = count - len(shown)
         tail = f"; {_MORE[language].format(n=more)}" if more and detail.more else ""
         pieces.append(f"{_NEAR[language]}: {near}{tail}")
     return ". ".join(pieces)
@@ -197,9 +196,15 @@ def fit(renderings: Iterable[str]) -> str:
 def alert_body(language: str, points: Sequence[PointNews], nearby: Sequence[PointNews]) -> str:
     """One message for a window: the subscribed points' changes, then the nearest open points (nearest first)."""
     language = language if language in _CHANGE_WORDS else "uk"
-    # At most three subscribed points are told by name; a phone rarely follows more.
-    points = list(points)[:3]
-    return fit(_render(language, points, nearby, detail) for detail in _LEVELS)
+    # At most three subscribed points are told by name; a phone rarely follows more. Only the nearby points a
+    # message may name and how many there are make its text.
+    return _alert_body(language, tuple(points)[:3], tuple(nearby)[:MOST_NAMED], len(nearby))
+
+
+# A flush sends the same texts to many phones, and the next flush mostly the same ones again: each is rendered once.
+@functools.lru_cache(maxsize=131_072)
+def _alert_body(language: str, points: tuple[PointNews, ...], named: tuple[PointNews, ...], count: int) -> str:
+    return fit(_render(language, points, named, count, detail) for detail in _LEVELS)
 
 
 def _ops_piece(news: OpsNews, language: str, name_max: int | None) -> str:
