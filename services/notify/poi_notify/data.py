@@ -65,7 +65,8 @@ async def list_observations(
 async def phone_for_sending(conn: asyncpg.Connection, phone_hash: str) -> asyncpg.Record | None:
     """What decides whether a number may get a message, locked until the caller's transaction ends."""
     return await conn.fetchrow(
-        "SELECT latin, confirmed_at, stopped_at, is_contact FROM phones WHERE phone_hash = $1 FOR SHARE",
+        """SELECT latin, stopped_at IS NOT NULL AS stopped, confirmed_at IS NOT NULL AS confirmed, is_contact
+           FROM phones WHERE phone_hash = $1 FOR SHARE""",
         phone_hash,
     )
 
@@ -86,7 +87,7 @@ async def insert_sms(
     return await conn.fetchval(
         """INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, not_before, traceparent)
            VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, now()), $8)
-           ON CONFLICT (dedup_key) DO NOTHING RETURNING id""",
+           ON CONFLICT (phone_hash, dedup_key) DO NOTHING RETURNING id""",
         id,
         dedup_key,
         phone_hash,
@@ -737,8 +738,8 @@ async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: d
     told: whether the window holds news of single points (alert_changes); most hold only area news.
     """
     return await conn.fetch(
-        """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language, p.latin, p.confirmed_at, p.stopped_at,
-                  p.is_contact,
+        """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language, p.latin,
+                  p.stopped_at IS NOT NULL AS stopped, p.confirmed_at IS NOT NULL AS confirmed, p.is_contact,
                   EXISTS (SELECT 1 FROM alert_changes c
                           WHERE (c.phone_hash, c.channel, c.window_start) = (w.phone_hash, w.channel, w.window_start))
                       AS told
@@ -813,7 +814,7 @@ queued AS (
            f.channel || ':' || f.phone_hash || ':' || floor(extract(epoch FROM f.window_start))::bigint,
            f.phone_hash, CASE WHEN f.channel = 'ops' THEN 'ops' ELSE 'alert' END, t.body, t.parts, f.traceparent
     FROM flushed f JOIN texts t USING (text_of)
-    ON CONFLICT (dedup_key) DO NOTHING
+    ON CONFLICT (phone_hash, dedup_key) DO NOTHING
     RETURNING 1
 )
 SELECT count(*) FROM queued

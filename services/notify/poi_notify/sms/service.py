@@ -22,11 +22,11 @@ class MessageTooLong(ValueError):
     """A body over text.MAX_PARTS parts: a template that must be shortened, never sent."""
 
 
-def may_send(kind: str, phone: Mapping[str, Any] | None) -> bool:
-    """Whether a message of this kind may go to the number (its confirmed_at, stopped_at and is_contact)."""
-    if phone is None or phone["stopped_at"] is not None:
+def may_send(kind: str, phone: Mapping[str, Any]) -> bool:
+    """Whether a message of this kind may go to the number (data.phone_for_sending's stopped, confirmed, is_contact)."""
+    if phone["stopped"]:
         return False
-    return kind in UNCONFIRMED_KINDS or phone["confirmed_at"] is not None or phone["is_contact"]
+    return kind in UNCONFIRMED_KINDS or phone["confirmed"] or phone["is_contact"]
 
 
 def fit(kind: str, body: str, *, latin: bool) -> tuple[str, int]:
