@@ -611,8 +611,8 @@ area_hits AS (
     -- message names is decided when it is sent), so a phone whose window is already waiting is left alone, unless
     -- this brings urgent news to a window held back by quiet hours, or area news to a window that had only a
     -- followed point's.
-    SELECT h.phone_hash, h.urgent
-    FROM unnest($6::text[], $7::bool[]) AS h(phone_hash, urgent)
+    SELECT h.phone_hash, h.urgent, h.at
+    FROM unnest($6::text[], $7::bool[]) WITH ORDINALITY AS h(phone_hash, urgent, at)
     WHERE NOT EXISTS (
         SELECT 1 FROM alert_windows w
         WHERE w.phone_hash = h.phone_hash AND w.channel = 'alert' AND w.flushed_at IS NULL AND w.area
@@ -673,9 +673,12 @@ recorded AS (
 )
 SELECT (SELECT count(*) FROM batch) AS changes, (SELECT count(*) FROM windows) AS windows,
        (SELECT count(*) FROM recorded) AS recorded, a.*
--- The urgent area windows written, for the replica's memory of them (alerts.areas.AreaIndex.planned).
-FROM (SELECT array_agg(phone_hash) AS urgent_area_phones, array_agg(flush_at) AS urgent_area_flush_at
-      FROM windows WHERE channel = 'alert' AND area AND urgent) a
+-- The urgent area windows written for the phones sent, for the replica's memory of them (AreaIndex.planned): each
+-- phone's position in $6, and the window's flush time in seconds since the epoch.
+FROM (SELECT array_agg(h.at) AS urgent_area_phones,
+             array_agg(extract(epoch FROM w.flush_at)::float8) AS urgent_area_flush_at
+      FROM windows w JOIN area_hits h USING (phone_hash)
+      WHERE w.channel = 'alert' AND w.area AND w.urgent) a
 """
 
 
@@ -738,7 +741,7 @@ async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: d
     told: whether the window holds news of single points (alert_changes); most hold only area news.
     """
     return await conn.fetch(
-        """SELECT w.phone_hash, w.channel, w.window_start, w.area, p.language, p.latin,
+        """SELECT w.phone_hash, w.channel, w.area, p.language, p.latin,
                   p.stopped_at IS NOT NULL AS stopped, p.confirmed_at IS NOT NULL AS confirmed, p.is_contact,
                   EXISTS (SELECT 1 FROM alert_changes c
                           WHERE (c.phone_hash, c.channel, c.window_start) = (w.phone_hash, w.channel, w.window_start))
@@ -754,20 +757,21 @@ async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: d
 
 
 async def window_changes(
-    conn: asyncpg.Connection, *, phone_hashes: list[str], channels: list[str], window_starts: list[datetime]
+    conn: asyncpg.Connection, *, phone_hashes: list[str], channels: list[str]
 ) -> list[asyncpg.Record]:
-    """What the given windows' messages tell of single points, with each point's current public details."""
+    """What the phones' current windows (locked by the caller) tell of single points, with each point's current
+    public details."""
     return await conn.fetch(
         """SELECT c.phone_hash, c.channel, c.point_id, c.change, c.fuel_hours, c.traceparent,
                   p.code, p.name_uk, p.name_en, p.address_uk, p.address_en, p.settlement, p.services, p.state,
                   p.visibility, p.retired
-           FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS w(phone_hash, channel, window_start)
+           FROM unnest($1::text[], $2::text[]) AS w(phone_hash, channel)
+           JOIN alert_windows a USING (phone_hash, channel)
            JOIN alert_changes c USING (phone_hash, channel, window_start)
            JOIN alert_points p ON p.id = c.point_id
            ORDER BY c.phone_hash, c.channel, c.point_id""",
         phone_hashes,
         channels,
-        window_starts,
     )
 
 

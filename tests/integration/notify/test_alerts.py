@@ -277,10 +277,10 @@ async def test_a_window_planned_here_takes_later_openings_without_another_write(
     # The planner leaves the phone out of what it sends to the database; a replica without that memory does not.
     async with pool.acquire() as conn, conn.transaction():
         batch = await data.lock_alert_batch(conn, batch=10)
-        assert alerts.area_news(areas, batch, now=NOON + timedelta(seconds=10)) == ([], [])
+        assert alerts.area_news(areas, batch, now=NOON + timedelta(seconds=10))[:2] == ([], [])
         elsewhere = AreaIndex()
         await elsewhere.refresh(conn)
-        assert alerts.area_news(elsewhere, batch, now=NOON + timedelta(seconds=10)) == ([phone], [True])
+        assert alerts.area_news(elsewhere, batch, now=NOON + timedelta(seconds=10))[:2] == ([phone], [True])
     await alerts.plan(pool, SETTINGS, now=NOON + timedelta(seconds=10), areas=areas)
     # Flushed when due, the one message names both openings (the second was left to the waiting window).
     assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30), areas=areas) == 1

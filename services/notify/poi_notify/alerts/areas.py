@@ -179,12 +179,12 @@ class AreaIndex:
         """By phone: whether an urgent area window planned here still waits at now (and so takes any news)."""
         return self._pending_until > now.timestamp() + PENDING_MARGIN_S
 
-    def planned(self, phone_hashes: list[str], flush_at: list[datetime]) -> None:
-        """Remember the urgent area windows the planner just wrote (each takes any news until it flushes)."""
-        for phone_hash, at in zip(phone_hashes, flush_at, strict=True):
-            phone = self._phone_id.get(phone_hash)
-            if phone is not None:
-                self._pending_until[phone] = at.timestamp()
+    def planned(self, phones: np.ndarray, flush_at: np.ndarray) -> None:
+        """Remember the urgent area windows the planner just wrote (each takes any news until it flushes).
+
+        phones: as phones() numbers them; flush_at: seconds since the epoch.
+        """
+        self._pending_until[phones] = flush_at
 
     def holding(
         self,
@@ -223,14 +223,14 @@ class AreaIndex:
         )
         return rows[2 * EARTH_M * np.arcsin(np.sqrt(a)) <= self._radius[rows]]
 
-    def phones(self, rows: np.ndarray, urgent: np.ndarray) -> tuple[list[str], list[bool]]:
-        """The phones of the rows, once each, with whether any of their rows' news is urgent."""
+    def phones(self, rows: np.ndarray, urgent: np.ndarray) -> tuple[list[str], list[bool], np.ndarray]:
+        """The phones of the rows, once each, with whether any of their rows' news is urgent, and their numbers here."""
         held = np.zeros(len(self._phones), dtype=bool)
         held[self._phone[rows]] = True
         pressing = np.zeros(len(self._phones), dtype=bool)
         pressing[self._phone[rows[urgent]]] = True
         phones = np.flatnonzero(held)
-        return [self._phones[p] for p in phones.tolist()], pressing[phones].tolist()
+        return [self._phones[p] for p in phones.tolist()], pressing[phones].tolist(), phones
 
     def of_phones(self, phone_hashes: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The phones' area subscriptions: each one's phone as a position in phone_hashes, and their rows."""

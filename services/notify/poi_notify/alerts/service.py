@@ -139,7 +139,7 @@ async def plan(
             if not batch:
                 return planned  # another replica holds them
             await areas.refresh(conn)
-            phones, urgent = area_news(areas, batch, now=moment)
+            phones, urgent, at = area_news(areas, batch, now=moment)
             counts = await data.plan_alerts(
                 conn,
                 ids=[r["id"] for r in batch],
@@ -151,14 +151,18 @@ async def plan(
                 area_urgent=urgent,
             )
         if counts["urgent_area_phones"]:
-            areas.planned(counts["urgent_area_phones"], counts["urgent_area_flush_at"])
+            # Positions (from 1) in the phones sent, and when their windows flush (seconds since the epoch).
+            areas.planned(at[np.array(counts["urgent_area_phones"]) - 1], np.array(counts["urgent_area_flush_at"]))
         planned += counts["changes"]
         if len(batch) < settings.alert_plan_batch:
             return planned
 
 
-def area_news(areas: AreaIndex, batch: list[asyncpg.Record], *, now: datetime) -> tuple[list[str], list[bool]]:
-    """The phones whose area subscriptions hold a point of the batch that opened, and whether that is urgent.
+def area_news(
+    areas: AreaIndex, batch: list[asyncpg.Record], *, now: datetime
+) -> tuple[list[str], list[bool], np.ndarray]:
+    """The phones whose area subscriptions hold a point of the batch that opened, whether that is urgent, and the
+    phones as the index numbers them.
 
     A phone whose urgent area window, planned here, waits anyway for such news is left out: at the start of a blackout
     every batch holds openings near most subscribers, and their windows are written once, not once per batch.
@@ -177,7 +181,7 @@ def area_news(areas: AreaIndex, batch: list[asyncpg.Record], *, now: datetime) -
             rows.append(held)
             urgent.append(np.full(held.size, c["urgent"]))
     if not rows:
-        return [], []
+        return [], [], np.empty(0, dtype=np.int64)
     return areas.phones(np.concatenate(rows), np.concatenate(urgent))
 
 
@@ -208,6 +212,8 @@ class OpenPoints:
         self._bit = {s: 1 << i for i, s in enumerate(sorted({s for r in self.rows for s in r["services"]}))}
         self._services = np.array([self._bits(r["services"]) or 0 for r in self.rows], dtype=np.int64)
         self._trees: dict[int, tuple[np.ndarray, cKDTree]] = {}
+        # The texts of messages that only name some of these points, by language and what they say (see _bodies).
+        self.texts: dict[tuple[str, int], str | None] = {}
 
     def _bits(self, services: Iterable[str]) -> int | None:
         """The services as bits, or None if one of them no open point offers."""
@@ -367,7 +373,6 @@ async def _flush_batch(
                 conn,
                 phone_hashes=[w["phone_hash"] for w in told],
                 channels=[w["channel"] for w in told],
-                window_starts=[w["window_start"] for w in told],
             ):
                 changes[(c["phone_hash"], c["channel"])].append(c)
         if any(w["area"] for w in windows):
@@ -439,7 +444,6 @@ def _bodies(
 
     # The area rows of area[j] are first[j]:first[j + 1] (of_phones keeps the phones' order).
     first = np.searchsorted(at, np.arange(len(area) + 1)).tolist()
-    languages = {language: n for n, language in enumerate({windows[i]["language"] for i in area})}
     lone: list[int] = []
     for j, i in enumerate(area):
         if first[j + 1] - first[j] == 1 and not windows[i]["told"]:
@@ -448,17 +452,22 @@ def _bodies(
             bodies[i] = compose_for(windows[i], nearby(range(first[j], first[j + 1])))
     if lone:
         rows = np.array([first[j] for j in lone])
-        # What such a message says: its language, the points it names and how many points it counts (as
-        # templates.alert_body; nearest_many found the points nearest first, each once).
-        language = np.array([languages[windows[area[j]]["language"]] for j in lone])
-        counted = (found[rows] >= 0).sum(axis=1)
-        _, sample, group = np.unique(
-            np.column_stack((language, counted, found[rows, : templates.MOST_NAMED])),
-            axis=0,
-            return_index=True,
-            return_inverse=True,
-        )
-        texts = [compose_for(windows[area[lone[k]]], nearby((int(rows[k]),))) for k in sample.tolist()]
+        # What such a message says, as one number: how many points it counts and the points it names (as
+        # templates.alert_body; nearest_many found the points nearest first, each once), then its language.
+        says = (found[rows] >= 0).sum(axis=1)
+        for column in range(templates.MOST_NAMED):
+            says = says * (len(open_now.rows) + 1) + found[rows, column] + 1
+        names = sorted({windows[area[j]]["language"] for j in lone})
+        language = {name: n for n, name in enumerate(names)}
+        says = says * len(names) + np.array([language[windows[area[j]]["language"]] for j in lone])
+        kinds, sample, group = np.unique(says, return_index=True, return_inverse=True)
+        texts = []
+        for kind, k in zip(kinds.tolist(), sample.tolist(), strict=True):
+            w = windows[area[lone[k]]]
+            key = (w["language"], kind // len(names))
+            if key not in open_now.texts:
+                open_now.texts[key] = compose_for(w, nearby((int(rows[k]),)))
+            texts.append(open_now.texts[key])
         for j, g in zip(lone, group.ravel().tolist(), strict=True):
             bodies[area[j]] = texts[g]
     return bodies
