@@ -735,25 +735,33 @@ async def due_phones(conn: asyncpg.Connection, *, now: datetime) -> list[str]:
     return [r["phone_hash"] for r in rows]
 
 
-async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: datetime) -> list[asyncpg.Record]:
-    """The windows due of the phones first to last, locked for this flusher, in key order, with their phones.
+async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: datetime) -> asyncpg.Record:
+    """The windows due of the phones first to last, locked for this flusher, with their phones: one row of arrays
+    (alerts.service.DueWindows' columns), each in the same order; all null if none.
 
     told: whether the window holds news of single points (alert_changes); most hold only area news.
     """
-    return await conn.fetch(
-        """SELECT w.phone_hash, w.channel, w.area, p.language, p.latin,
-                  p.stopped_at IS NOT NULL AS stopped, p.confirmed_at IS NOT NULL AS confirmed, p.is_contact,
-                  EXISTS (SELECT 1 FROM alert_changes c
-                          WHERE (c.phone_hash, c.channel, c.window_start) = (w.phone_hash, w.channel, w.window_start))
-                      AS told
-           FROM alert_windows w JOIN phones p USING (phone_hash)
-           WHERE w.phone_hash BETWEEN $1 AND $2 AND p.phone_hash BETWEEN $1 AND $2
-             AND w.flushed_at IS NULL AND w.flush_at <= $3
-           ORDER BY w.phone_hash, w.channel FOR UPDATE OF w SKIP LOCKED""",
+    row = await conn.fetchrow(
+        """WITH due AS (
+               SELECT w.phone_hash, w.channel, w.area, p.language, p.latin, p.stopped_at IS NOT NULL AS stopped,
+                      p.confirmed_at IS NOT NULL AS confirmed, p.is_contact,
+                      EXISTS (SELECT 1 FROM alert_changes c
+                              WHERE (c.phone_hash, c.channel, c.window_start)
+                                  = (w.phone_hash, w.channel, w.window_start)) AS told
+               FROM alert_windows w JOIN phones p USING (phone_hash)
+               WHERE w.phone_hash BETWEEN $1 AND $2 AND p.phone_hash BETWEEN $1 AND $2
+                 AND w.flushed_at IS NULL AND w.flush_at <= $3
+               ORDER BY w.phone_hash, w.channel FOR UPDATE OF w SKIP LOCKED)
+           SELECT array_agg(phone_hash) AS phone_hash, array_agg(channel) AS channel, array_agg(area) AS area,
+                  array_agg(told) AS told, array_agg(language) AS language, array_agg(latin) AS latin,
+                  array_agg(stopped) AS stopped, array_agg(confirmed) AS confirmed, array_agg(is_contact) AS is_contact
+           FROM due""",
         first,
         last,
         now,
     )
+    assert row is not None
+    return row
 
 
 async def window_changes(
@@ -778,8 +786,9 @@ async def window_changes(
 async def open_points(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Every point open now that the public may be told of, with what a message says of it."""
     return await conn.fetch(
-        """SELECT id AS point_id, 'alert' AS channel, 'opened' AS change, NULL::real AS fuel_hours, code, name_uk,
-                  name_en, address_uk, address_en, settlement, services, state, visibility, retired, lat, lon, cell
+        """SELECT id AS point_id, version, 'alert' AS channel, 'opened' AS change, NULL::real AS fuel_hours, code,
+                  name_uk, name_en, address_uk, address_en, settlement, services, state, visibility, retired, lat, lon,
+                  cell
            FROM alert_points
            WHERE state = 'open' AND known AND NOT retired AND visibility <> 'hidden'"""
     )

@@ -176,6 +176,33 @@ async def test_area_message_in_english_uses_english_names(pool: asyncpg.Pool) ->
     assert message["body"] == "Open near you: Lyceum No. 5, 1 Khreshchatyk St, Kyiv (heat, charging)"
 
 
+async def test_an_area_message_names_a_point_as_it_is_when_sent_even_after_an_earlier_text_named_it(
+    pool: asyncpg.Pool,
+) -> None:
+    # Area texts are kept from one flush to the next, by what they name: a point renamed since is told by its new name.
+    point = await learn(pool, point_state())
+    first = await add_phone(pool)
+    await subscribe_area(pool, first, point.lat, point.lon, 2000)
+    await report(pool, point.id, 1, "open", cause="activation")
+    assert await run(pool, NOON) == 0
+    assert await run(pool, NOON + timedelta(seconds=30)) == 1
+    await events.handle_point_event(
+        pool, event(POINT_UPDATED.type, point.model_copy(update={"name_uk": "Ліцей №7, Київ", "version": 2}))
+    )
+    second = await add_phone(pool)
+    await subscribe_area(pool, second, point.lat, point.lon, 2000)
+    await report(pool, point.id, 2, "closed")
+    await report(pool, point.id, 3, "open", cause="activation")
+    assert await run(pool, NOON + timedelta(seconds=60)) == 0
+    assert await run(pool, NOON + timedelta(seconds=90)) == 1  # the first phone's next window is 15 minutes on
+    assert await run(pool, NOON + timedelta(seconds=30 + 900)) == 1
+    before, after = await messages(pool, first)
+    assert "Ліцей №5" in before["body"]
+    [told] = await messages(pool, second)
+    for message in (after, told):
+        assert "Ліцей №7" in message["body"] and "Ліцей №5" not in message["body"], message["body"]
+
+
 async def test_never_two_sms_to_one_phone_in_a_window_changes_are_merged(pool: asyncpg.Pool) -> None:
     a = await learn(pool, point_state(name_uk="Ліцей №5, Київ"))
     b = await learn(pool, point_state(name_uk="Гімназія №2, Київ", address_uk="вул. Лютеранська, 3, Київ"))

@@ -16,9 +16,11 @@ def test_nearest_many_matches_a_brute_force_scan_on_random_data() -> None:
     for i in range(400):
         lat, lon = 50.45 + rng.uniform(-0.08, 0.08), 30.52 + rng.uniform(-0.12, 0.12)
         services = sorted(rng.sample(SERVICES, rng.randint(0, 3)))
-        points.append({"point_id": i, "lat": lat, "lon": lon, "cell": cells.cell_of(lat, lon), "services": services})
+        points.append(
+            {"point_id": i, "version": 1, "lat": lat, "lon": lon, "cell": cells.cell_of(lat, lon), "services": services}
+        )
     # A point without a public position is never named.
-    points.append({"point_id": "hidden", "lat": None, "lon": None, "cell": None, "services": []})
+    points.append({"point_id": "hidden", "version": 1, "lat": None, "lon": None, "cell": None, "services": []})
     subs = [
         {
             "lat": 50.45 + rng.uniform(-0.1, 0.1),

@@ -16,6 +16,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -212,8 +213,8 @@ class OpenPoints:
         self._bit = {s: 1 << i for i, s in enumerate(sorted({s for r in self.rows for s in r["services"]}))}
         self._services = np.array([self._bits(r["services"]) or 0 for r in self.rows], dtype=np.int64)
         self._trees: dict[int, tuple[np.ndarray, cKDTree]] = {}
-        # The texts of messages that only name some of these points, by language and what they say (see _bodies).
-        self.texts: dict[tuple[str, int], str | None] = {}
+        # What a message may say of each point changes only with its version.
+        self.identity = [(r["point_id"], r["version"]) for r in self.rows]
 
     def _bits(self, services: Iterable[str]) -> int | None:
         """The services as bits, or None if one of them no open point offers."""
@@ -349,6 +350,21 @@ async def flush(
     return sum(task.result() for task in tasks)
 
 
+class DueWindows(NamedTuple):
+    """A flusher's batch of windows (data.due_windows), column by column: a million windows read as rows would
+    cost the flusher more than everything else it does with them."""
+
+    phone_hash: list[str]
+    channel: list[str]
+    area: list[bool]
+    told: list[bool]  # the window holds news of single points (alert_changes); most hold only area news
+    language: list[str]
+    latin: list[bool]
+    stopped: list[bool]
+    confirmed: list[bool]
+    is_contact: list[bool]
+
+
 async def _flush_batch(
     pool: asyncpg.Pool,
     settings: NotifySettings,
@@ -363,52 +379,62 @@ async def _flush_batch(
     async with db.connection(pool) as conn, conn.transaction():
         await data.tune_for_bulk(conn, phone_range=True)
         # Another flusher may hold some (or have sent them meanwhile): those are left to it.
-        windows = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
-        if not windows:
+        due = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
+        if not due["phone_hash"]:
             return 0
+        windows = DueWindows(*(due[column] for column in DueWindows._fields))
         changes: dict[tuple[str, str], list[asyncpg.Record]] = defaultdict(list)
-        told = [w for w in windows if w["told"]]
+        told = [i for i, told in enumerate(windows.told) if told]
         if told:
             for c in await data.window_changes(
                 conn,
-                phone_hashes=[w["phone_hash"] for w in told],
-                channels=[w["channel"] for w in told],
+                phone_hashes=[windows.phone_hash[i] for i in told],
+                channels=[windows.channel[i] for i in told],
             ):
                 changes[(c["phone_hash"], c["channel"])].append(c)
-        if any(w["area"] for w in windows):
+        if any(windows.area):
             await areas.refresh(conn)
         # Each distinct message once, as sent (Latin for numbers that asked for it), with its parts: many phones get
         # the same one. A window gets its message's position (from 1), or 0 if it has none or its phone may not get it.
         texts: dict[tuple[str, bool], int] = {}
         text_of: list[int] = []
         traceparents: list[str | None] = []
-        for w, body in zip(windows, _bodies(windows, changes, areas, open_now, settings), strict=True):
-            kind = "ops" if w["channel"] == "ops" else "alert"
-            if body is None or not sms.may_send(kind, w):
+        for i, body in enumerate(_bodies(windows, changes, areas, open_now, settings)):
+            kind = "ops" if windows.channel[i] == "ops" else "alert"
+            sendable = sms.may_send(
+                kind, stopped=windows.stopped[i], confirmed=windows.confirmed[i], is_contact=windows.is_contact[i]
+            )
+            if body is None or not sendable:
                 text_of.append(0)
             else:
-                key = (body, w["latin"])
+                key = (body, windows.latin[i])
                 text_of.append(texts[key] if key in texts else texts.setdefault(key, len(texts) + 1))
-            told_here = changes.get((w["phone_hash"], w["channel"]))
+            told_here = changes.get((windows.phone_hash[i], windows.channel[i])) if windows.told[i] else None
             traceparents.append(
                 next((c["traceparent"] for c in told_here if c["traceparent"]), None) if told_here else None
             )
         fitted = [sms.fit("alert", body, latin=latin) for body, latin in texts]
         return await data.flush_windows(
             conn,
-            phone_hashes=[w["phone_hash"] for w in windows],
-            channels=[w["channel"] for w in windows],
+            phone_hashes=windows.phone_hash,
+            channels=windows.channel,
             text_of=text_of,
             traceparents=traceparents,
             texts=[body for body, _ in fitted],
             parts=[count for _, count in fitted],
-            ids=sms.time_ordered_ids(len(windows)),
+            ids=sms.time_ordered_ids(len(windows.phone_hash)),
             now=moment,
         )
 
 
+# The texts of messages that only name nearby open points, by language, how many points they count and the points
+# they name (id and version). The next flush mostly sends the same ones again; forgotten all at once when full.
+_AREA_TEXTS: dict[tuple, str | None] = {}
+_AREA_TEXTS_MAX = 131_072
+
+
 def _bodies(
-    windows: list[asyncpg.Record],
+    windows: DueWindows,
     changes: dict[tuple[str, str], list[asyncpg.Record]],
     areas: AreaIndex,
     open_now: OpenPoints,
@@ -421,15 +447,15 @@ def _bodies(
     """
     nearest = settings.alert_area_points
 
-    def compose_for(w: asyncpg.Record, nearby: list[tuple[float, asyncpg.Record]]) -> str | None:
-        told = changes.get((w["phone_hash"], w["channel"]), [])
-        return compose(w["channel"], w["language"], told, nearby, nearest=nearest)
+    def compose_for(i: int, nearby: list[tuple[float, asyncpg.Record]]) -> str | None:
+        told = changes.get((windows.phone_hash[i], windows.channel[i]), [])
+        return compose(windows.channel[i], windows.language[i], told, nearby, nearest=nearest)
 
-    bodies = [None if w["area"] else compose_for(w, []) for w in windows]
-    area = [i for i, w in enumerate(windows) if w["area"]]
+    bodies = [None if area else compose_for(i, []) for i, area in enumerate(windows.area)]
+    area = [i for i, area in enumerate(windows.area) if area]
     if not area:
         return bodies
-    at, subs = areas.of_phones([windows[i]["phone_hash"] for i in area])
+    at, subs = areas.of_phones([windows.phone_hash[i] for i in area])
     lat, lon, radius = areas.places(subs)
     services = [areas.services[row] for row in subs.tolist()]
     found, distance = open_now.nearest_many(lat, lon, radius, services, nearest + 1)
@@ -446,28 +472,31 @@ def _bodies(
     first = np.searchsorted(at, np.arange(len(area) + 1)).tolist()
     lone: list[int] = []
     for j, i in enumerate(area):
-        if first[j + 1] - first[j] == 1 and not windows[i]["told"]:
+        if first[j + 1] - first[j] == 1 and not windows.told[i]:
             lone.append(j)
         else:
-            bodies[i] = compose_for(windows[i], nearby(range(first[j], first[j + 1])))
+            bodies[i] = compose_for(i, nearby(range(first[j], first[j + 1])))
     if lone:
         rows = np.array([first[j] for j in lone])
         # What such a message says, as one number: how many points it counts and the points it names (as
         # templates.alert_body; nearest_many found the points nearest first, each once), then its language.
-        says = (found[rows] >= 0).sum(axis=1)
+        says = counted = (found[rows] >= 0).sum(axis=1)
         for column in range(templates.MOST_NAMED):
             says = says * (len(open_now.rows) + 1) + found[rows, column] + 1
-        names = sorted({windows[area[j]]["language"] for j in lone})
+        names = sorted({windows.language[area[j]] for j in lone})
         language = {name: n for n, name in enumerate(names)}
-        says = says * len(names) + np.array([language[windows[area[j]]["language"]] for j in lone])
-        kinds, sample, group = np.unique(says, return_index=True, return_inverse=True)
+        says = says * len(names) + np.array([language[windows.language[area[j]]] for j in lone])
+        _, sample, group = np.unique(says, return_index=True, return_inverse=True)
         texts = []
-        for kind, k in zip(kinds.tolist(), sample.tolist(), strict=True):
-            w = windows[area[lone[k]]]
-            key = (w["language"], kind // len(names))
-            if key not in open_now.texts:
-                open_now.texts[key] = compose_for(w, nearby((int(rows[k]),)))
-            texts.append(open_now.texts[key])
+        for k in sample.tolist():
+            i, row = area[lone[k]], int(rows[k])
+            named = found[row, : templates.MOST_NAMED].tolist()
+            key = (windows.language[i], int(counted[k]), *(open_now.identity[p] for p in named if p >= 0))
+            if key not in _AREA_TEXTS:
+                if len(_AREA_TEXTS) >= _AREA_TEXTS_MAX:
+                    _AREA_TEXTS.clear()
+                _AREA_TEXTS[key] = compose_for(i, nearby((row,)))
+            texts.append(_AREA_TEXTS[key])
         for j, g in zip(lone, group.ravel().tolist(), strict=True):
             bodies[area[j]] = texts[g]
     return bodies

@@ -3,9 +3,7 @@
 import os
 import time
 import uuid
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import numpy as np
@@ -22,11 +20,10 @@ class MessageTooLong(ValueError):
     """A body over text.MAX_PARTS parts: a template that must be shortened, never sent."""
 
 
-def may_send(kind: str, phone: Mapping[str, Any]) -> bool:
-    """Whether a message of this kind may go to the number (data.phone_for_sending's stopped, confirmed, is_contact)."""
-    if phone["stopped"]:
-        return False
-    return kind in UNCONFIRMED_KINDS or phone["confirmed"] or phone["is_contact"]
+def may_send(kind: str, *, stopped: bool, confirmed: bool, is_contact: bool) -> bool:
+    """Whether a message of this kind may go to a number: never after STOP, else only once confirmed (but for
+    the code itself and answers to its texts), or to a coordinator contact."""
+    return not stopped and (kind in UNCONFIRMED_KINDS or confirmed or is_contact)
 
 
 def fit(kind: str, body: str, *, latin: bool) -> tuple[str, int]:
@@ -50,7 +47,9 @@ async def enqueue(
 ) -> uuid.UUID | None:
     """Queue one SMS in the caller's transaction; None when nothing may be sent or the key was queued before."""
     phone = await data.phone_for_sending(conn, phone_hash)
-    if phone is None or not may_send(kind, phone):
+    if phone is None or not may_send(
+        kind, stopped=phone["stopped"], confirmed=phone["confirmed"], is_contact=phone["is_contact"]
+    ):
         return None
     body, count = fit(kind, body, latin=phone["latin"])
     return await data.insert_sms(
