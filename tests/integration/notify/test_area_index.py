@@ -1,5 +1,6 @@
 """The in-memory index of area subscriptions stays current: added, removed, committed late, across replicas."""
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -57,6 +58,28 @@ async def test_added_and_removed_subscriptions_reach_the_index(pool: asyncpg.Poo
     assert holders(index, *KYIV) == []
     await look(pool, index)  # a look with nothing new changes nothing
     assert len(index) == 2
+
+
+async def test_the_index_finds_exactly_the_areas_a_scan_of_every_subscription_finds(pool: asyncpg.Pool) -> None:
+    # Areas of every size round Kyiv, some removed again: each point is held by exactly the disks it lies in.
+    rng = random.Random(7)
+    index = AreaIndex()
+    areas: dict[str, tuple[float, float, int]] = {}
+    for _ in range(300):
+        phone = await add_phone(pool)
+        lat, lon = KYIV[0] + rng.uniform(-0.08, 0.08), KYIV[1] + rng.uniform(-0.12, 0.12)
+        areas[phone] = (lat, lon, rng.randint(300, 5000))
+        await subscribe_area(pool, phone, *areas[phone])
+    await look(pool, index)
+    async with pool.acquire() as conn:
+        for phone in rng.sample(sorted(areas), 60):
+            await data.delete_subscriptions(conn, phone)
+            del areas[phone]
+    await look(pool, index)
+    for _ in range(60):
+        lat, lon = KYIV[0] + rng.uniform(-0.1, 0.1), KYIV[1] + rng.uniform(-0.15, 0.15)
+        inside = {p for p, (a, o, radius) in areas.items() if alerts.distance_m(a, o, lat, lon) <= radius}
+        assert set(holders(index, lat, lon)) == inside
 
 
 async def test_a_phone_with_two_areas_is_found_by_either_and_told_once(pool: asyncpg.Pool) -> None:

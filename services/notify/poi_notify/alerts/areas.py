@@ -65,7 +65,9 @@ class AreaIndex:
         # By phone: when the urgent area window this replica planned for it flushes (seconds since the epoch, 0 if
         # none known). News such a window takes anyway is not sent to the database again.
         self._pending_until = np.empty(0)
-        self._cells: dict[int, np.ndarray] = {}  # the rows whose centre lies in the cell
+        # The rows whose centre lies in the cell, those reaching furthest first, and how many reach each ring
+        # round it (reach[d]: the first reach[d] rows reach ring d): a point d rings away takes a slice, not a filter.
+        self._cells: dict[int, tuple[np.ndarray, list[int]]] = {}
         self._bit: dict[str, int] = {}
         self._max_rings = 0
         self._watermark: int | None = None
@@ -156,7 +158,7 @@ class AreaIndex:
         found, first = np.unique(centre[order], return_index=True)
         for cell, members in zip(found.tolist(), np.split(order + start, first[1:]), strict=True):
             held = self._cells.get(cell)
-            self._cells[cell] = members if held is None else np.concatenate((held, members))
+            self._file(cell, members if held is None else np.concatenate((held[0], members)))
         self._size = end
 
     def _remove(self, subscription_id: UUID) -> None:
@@ -172,8 +174,16 @@ class AreaIndex:
         if not others:
             self._more.pop(phone, None)
         cell = int(self._cell[row])
-        held = self._cells[cell]
-        self._cells[cell] = held[held != row]
+        held = self._cells[cell][0]
+        self._file(cell, held[held != row])
+
+    def _file(self, cell: int, rows: np.ndarray) -> None:
+        """Keep the cell's rows, those reaching furthest first, with how many reach each ring round it."""
+        order = np.argsort(-self._rings[rows], kind="stable")
+        rows = rows[order]
+        rings = self._rings[rows]
+        reach = [int(np.count_nonzero(rings >= distance)) for distance in range(int(rings.max(initial=0)) + 1)]
+        self._cells[cell] = (rows, reach)
 
     def waiting(self, now: datetime) -> np.ndarray:
         """By phone: whether an urgent area window planned here still waits at now (and so takes any news)."""
@@ -199,18 +209,17 @@ class AreaIndex:
 
         waiting: by phone, whether a window planned here already takes this news (see waiting); such rows are left out.
         """
-        found, rings = [], []
+        # A disk reaches the point's cell if the point's cell is among those covering it (as cells_covering counts):
+        # of a cell d rings away, the rows reaching ring d.
+        found = []
         for distance in range(self._max_rings + 1):
             for near in h3.grid_ring(cell, distance):
-                rows = self._cells.get(near)
-                if rows is not None and rows.size:
-                    found.append(rows)
-                    rings.append(distance)
+                held = self._cells.get(near)
+                if held is not None and distance < len(held[1]) and held[1][distance]:
+                    found.append(held[0][: held[1][distance]])
         if not found:
             return np.empty(0, dtype=np.int64)
         rows = np.concatenate(found)
-        # A disk reaches the point's cell if the point's cell is among those covering it (as cells_covering counts).
-        rows = rows[self._rings[rows] >= np.repeat(rings, [f.size for f in found])]
         if waiting is not None:
             rows = rows[~waiting[self._phone[rows]]]
         offered = self._bits(services)
