@@ -646,10 +646,19 @@ windows AS (
     -- a window's length after it. Non-urgent news in quiet hours waits for their end ($4), urgent news does not.
     INSERT INTO alert_windows AS w (phone_hash, channel, window_start, flush_at, urgent, area)
     SELECT phone_hash, channel, $2::timestamptz,
-           CASE WHEN bool_or(urgent) OR $4::timestamptz IS NULL THEN $2 + $3 * interval '1 second'
+           CASE WHEN urgent OR $4::timestamptz IS NULL THEN $2 + $3 * interval '1 second'
                 ELSE greatest($2 + $3 * interval '1 second', $4) END,
-           bool_or(urgent), bool_or(point_id IS NULL)
-    FROM hits GROUP BY phone_hash, channel
+           urgent, area
+    FROM (
+        -- The phones with news of single points (few), with any area news of theirs: one row per channel.
+        SELECT phone_hash, channel, bool_or(urgent) AS urgent, bool_or(point_id IS NULL) AS area
+        FROM hits WHERE phone_hash IN (SELECT phone_hash FROM point_news)
+        GROUP BY phone_hash, channel
+        UNION ALL
+        -- Area news alone (most phones): one row per phone already.
+        SELECT phone_hash, 'alert', urgent, true FROM area_hits a
+        WHERE NOT EXISTS (SELECT 1 FROM point_news p WHERE p.phone_hash = a.phone_hash)
+    ) news
     -- In key order: each index page is visited once per batch, not once per phone (indexes outgrow memory).
     ORDER BY phone_hash, channel
     ON CONFLICT (phone_hash, channel) DO UPDATE SET
