@@ -867,6 +867,9 @@ async def flush_windows(
 
     text_of: each window's message as a position in texts (from 1), 0 for none; ids: 16 bytes per window, in order.
     """
+    # Texts joined by hash: a merge join would sort the windows by text and write their messages in that order,
+    # scattered over the phone-keyed unique index, rather than in the windows' (phone) order.
+    await conn.execute("SET LOCAL enable_mergejoin = off")
     queued = await conn.fetchval(FLUSH_WINDOWS, phone_hashes, channels, text_of, traceparents, texts, parts, ids, now)
     return int(queued)
 
