@@ -396,21 +396,21 @@ async def _flush_batch(
             await areas.refresh(conn)
         # Each distinct message once, as sent (Latin for numbers that asked for it), with its parts: many phones get
         # the same one. A window gets its message's position (from 1), or 0 if it has none or its phone may not get it.
-        texts: dict[tuple[str, bool], int] = {}
+        texts: dict[tuple[str, str, bool], int] = {}
         bodies = _bodies(windows, changes, areas, open_now, settings)
         text_of = [0] * len(bodies)
         columns = (windows.channel, windows.latin, windows.stopped, windows.confirmed, windows.is_contact)
         for i, (body, channel, latin, stopped, confirmed, is_contact) in enumerate(zip(bodies, *columns, strict=True)):
             kind = "ops" if channel == "ops" else "alert"
             if body is not None and sms.may_send(kind, stopped=stopped, confirmed=confirmed, is_contact=is_contact):
-                key = (body, latin)
+                key = (kind, body, latin)
                 text_of[i] = texts[key] if key in texts else texts.setdefault(key, len(texts) + 1)
         # A message joins the trace of the first change it tells that came with one.
         traceparents: list[str | None] = [None] * len(bodies)
         for i in told:
             told_here = changes.get((windows.phone_hash[i], windows.channel[i]), [])
             traceparents[i] = next((c["traceparent"] for c in told_here if c["traceparent"]), None)
-        fitted = [sms.fit("alert", body, latin=latin) for body, latin in texts]
+        fitted = [sms.fit(kind, body, latin=latin) for kind, body, latin in texts]
         return await data.flush_windows(
             conn,
             phone_hashes=windows.phone_hash,
