@@ -687,7 +687,7 @@ SELECT (SELECT count(*) FROM batch) AS changes, (SELECT count(*) FROM windows) A
        (SELECT count(*) FROM recorded) AS recorded, a.*
 -- The urgent area windows written for the phones sent, for the replica's memory of them (AreaIndex.planned): each
 -- phone's position in $6, and the window's flush time in seconds since the epoch.
-FROM (SELECT array_agg(h.at) AS urgent_area_phones,
+FROM (SELECT array_agg(h.at) AS urgent_area_at,
              array_agg(extract(epoch FROM w.flush_at)::float8) AS urgent_area_flush_at
       FROM windows w JOIN area_hits h USING (phone_hash)
       WHERE w.channel = 'alert' AND w.area AND w.urgent) a
@@ -816,12 +816,14 @@ WITH w AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) WITH ORDINALITY
         AS w(phone_hash, channel, text_of, traceparent, n)
 ),
-texts AS (SELECT * FROM unnest($5::text[], $6::smallint[]) WITH ORDINALITY AS t(body, parts, text_of)),
+texts AS (
+    SELECT * FROM unnest($5::text[], $6::text[], $7::smallint[]) WITH ORDINALITY AS t(kind, body, parts, text_of)
+),
 -- The flusher's batches are ranges of phones: the range lets each table be read by its key there (the number of
 -- rows in w is unknown to the planner, which would otherwise read whole tables).
 range AS (SELECT min(phone_hash) AS first, max(phone_hash) AS last FROM w),
 flushed AS (
-    UPDATE alert_windows a SET flushed_at = $8 FROM w, range r
+    UPDATE alert_windows a SET flushed_at = $9 FROM w, range r
     WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.text_of > 0
       AND a.phone_hash BETWEEN r.first AND r.last
     RETURNING a.phone_hash, a.channel, a.window_start, w.text_of, w.traceparent, w.n
@@ -840,9 +842,9 @@ told AS (
 queued AS (
     -- The key names the phone's window: a second flush of the same window can never queue another.
     INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, traceparent)
-    SELECT encode(substring($7::bytea FROM 16 * (f.n::int - 1) + 1 FOR 16), 'hex')::uuid,
+    SELECT encode(substring($8::bytea FROM 16 * (f.n::int - 1) + 1 FOR 16), 'hex')::uuid,
            f.channel || ':' || f.phone_hash || ':' || floor(extract(epoch FROM f.window_start))::bigint,
-           f.phone_hash, CASE WHEN f.channel = 'ops' THEN 'ops' ELSE 'alert' END, t.body, t.parts, f.traceparent
+           f.phone_hash, t.kind, t.body, t.parts, f.traceparent
     FROM flushed f JOIN texts t USING (text_of)
     ON CONFLICT (phone_hash, dedup_key) DO NOTHING
     RETURNING 1
@@ -858,6 +860,7 @@ async def flush_windows(
     channels: list[str],
     text_of: list[int],
     traceparents: list[str | None],
+    kinds: list[str],
     texts: list[str],
     parts: list[int],
     ids: bytes,
@@ -865,12 +868,15 @@ async def flush_windows(
 ) -> int:
     """Queue each window's message and mark it flushed now, or forget a window with none; how many were queued.
 
-    text_of: each window's message as a position in texts (from 1), 0 for none; ids: 16 bytes per window, in order.
+    text_of: each window's message as a position in kinds, texts and parts (from 1), 0 for none; ids: 16 bytes per
+    window, in order.
     """
     # Texts joined by hash: a merge join would sort the windows by text and write their messages in that order,
     # scattered over the phone-keyed unique index, rather than in the windows' (phone) order.
     await conn.execute("SET LOCAL enable_mergejoin = off")
-    queued = await conn.fetchval(FLUSH_WINDOWS, phone_hashes, channels, text_of, traceparents, texts, parts, ids, now)
+    queued = await conn.fetchval(
+        FLUSH_WINDOWS, phone_hashes, channels, text_of, traceparents, kinds, texts, parts, ids, now
+    )
     return int(queued)
 
 

@@ -151,9 +151,9 @@ async def plan(
                 area_phones=phones,
                 area_urgent=urgent,
             )
-        if counts["urgent_area_phones"]:
+        if counts["urgent_area_at"]:
             # Positions (from 1) in the phones sent, and when their windows flush (seconds since the epoch).
-            areas.planned(at[np.array(counts["urgent_area_phones"]) - 1], np.array(counts["urgent_area_flush_at"]))
+            areas.planned(at[np.array(counts["urgent_area_at"]) - 1], np.array(counts["urgent_area_flush_at"]))
         planned += counts["changes"]
         if len(batch) < settings.alert_plan_batch:
             return planned
@@ -411,12 +411,14 @@ async def _flush_batch(
             told_here = changes.get((windows.phone_hash[i], windows.channel[i]), [])
             traceparents[i] = next((c["traceparent"] for c in told_here if c["traceparent"]), None)
         fitted = [sms.fit(kind, body, latin=latin) for kind, body, latin in texts]
+        kinds = [kind for kind, _, _ in texts]
         return await data.flush_windows(
             conn,
             phone_hashes=windows.phone_hash,
             channels=windows.channel,
             text_of=text_of,
             traceparents=traceparents,
+            kinds=kinds,
             texts=[body for body, _ in fitted],
             parts=[count for _, count in fitted],
             ids=sms.time_ordered_ids(len(windows.phone_hash)),

@@ -1,4 +1,7 @@
-"""Queueing SMS: the one way any part of notify asks for a message to be sent."""
+"""Queueing SMS: the rules every message is queued by (may_send, fit), and enqueue, which queues one.
+
+The alert flush queues a batch of windows' messages in one statement (data.flush_windows) by the same rules.
+"""
 
 import os
 import time
