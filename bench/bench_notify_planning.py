@@ -7,12 +7,12 @@ points with heat or charging); they are bulk-loaded with COPY, their H3 cells fr
 
 A blackout starts: 5,000 points change state over one simulated minute (most open on an area activation, some
 close or fill up). The real code runs as the service would: each status event through the consumer's handler
-(inbox, current state, queue), the planner and the flusher at their default intervals (5 s, 2 s), and on past the end
-of the minute until every window has flushed (the second windows of phones that heard more within 15 minutes
-included). Measured: the wall time of all of it (target under 60 s), and every phone's messages are checked:
-never two in one window (window starts at least alert_window_s apart). The replica's in-memory index of area
-subscriptions (poi_notify.alerts.areas) is loaded once before the minute starts, as at a replica's start, and
-timed on its own line.
+(inbox, current state, queue), the planner and the flusher at their default intervals (5 s, 2 s) and at the same time
+(the service runs them as two loops), and on past the end of the minute until every window has flushed (the second
+windows of phones that heard more within 15 minutes included). Measured: the wall time of all of it (target under
+60 s), and every phone's messages are checked: never two in one window (window starts at least alert_window_s apart).
+The replica's in-memory index of area subscriptions (poi_notify.alerts.areas) is loaded once before the minute
+starts, as at a replica's start, and timed on its own line.
 
 Baseline: finding a change's area subscribers by scanning every subscription (exact distance on all 1,000,000
 rows). It is timed on a sample of SAMPLE events and extrapolated to 5,000 (the table says so); it only finds
@@ -168,18 +168,18 @@ async def run_service(pool: asyncpg.Pool, changes: list[tuple[float, StatusState
             data = Event(str(uuid.uuid4()), STATUS_CHANGED.type, "/bench", "", now, {}, status)
             await events.handle_alert_event(pool, data)
         spent["consume"] += time.perf_counter() - started
+        started = time.perf_counter()
+        steps = []
         if second % SETTINGS.alert_plan_interval_s == 0:
-            started = time.perf_counter()
-            await alerts.plan(pool, SETTINGS, now=now, areas=areas)
-            spent["plan"] += time.perf_counter() - started
+            steps.append(alerts.plan(pool, SETTINGS, now=now, areas=areas))
         if second % SETTINGS.alert_flush_interval_s == 0:
-            started = time.perf_counter()
-            await alerts.flush(pool, SETTINGS, now=now, areas=areas)
-            spent["flush"] += time.perf_counter() - started
+            steps.append(alerts.flush(pool, SETTINGS, now=now, areas=areas))
+        await asyncio.gather(*steps)
+        spent["plan and flush"] += time.perf_counter() - started
     started = time.perf_counter()
     await alerts.plan(pool, SETTINGS, now=START + timedelta(seconds=end + 60), areas=areas)
     await alerts.flush(pool, SETTINGS, now=START + timedelta(seconds=end + 60), areas=areas)
-    spent["flush"] += time.perf_counter() - started
+    spent["plan and flush"] += time.perf_counter() - started
     return dict(spent)
 
 
@@ -246,9 +246,12 @@ async def bench(database_url: str) -> None:
     table.add_column("value", justify="right")
     table.add_row("subscribers loaded (COPY + GIN index)", f"{load_s:.1f} s")
     table.add_row("area index loaded into memory (once, at start)", f"{spent.get('index', 0):.1f} s")
-    for step in ("consume", "plan", "flush"):
+    for step in ("consume", "plan and flush"):
         table.add_row(f"  {step}", f"{spent.get(step, 0):.1f} s")
-    table.add_row("[bold]plan every notification (all three)[/]", f"[bold]{total:.1f} s[/] (target < {TARGET_S:.0f} s)")
+    table.add_row(
+        "[bold]plan every notification (consume, plan and flush)[/]",
+        f"[bold]{total:.1f} s[/] (target < {TARGET_S:.0f} s)",
+    )
     table.add_row("messages queued / phones messaged", f"{sent:,} / {phones:,}")
     table.add_row("messages over one part", f"{multipart:,}")
     table.add_row("windows never flushed", f"{windows_left:,}")
