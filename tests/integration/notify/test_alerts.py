@@ -65,6 +65,12 @@ async def run(pool: asyncpg.Pool, now: datetime, settings=SETTINGS) -> int:  # t
     return await alerts.flush(pool, settings, now=now)
 
 
+async def run_here(pool: asyncpg.Pool, now: datetime, areas: AreaIndex) -> int:
+    """As run, on one replica that keeps its index of area subscriptions between calls."""
+    await alerts.plan(pool, SETTINGS, now=now, areas=areas)
+    return await alerts.flush(pool, SETTINGS, now=now, areas=areas)
+
+
 async def test_point_subscribers_hear_opened_closed_full_and_places_again(pool: asyncpg.Pool) -> None:
     point = await learn(pool, point_state())
     phone = await add_phone(pool)
@@ -321,6 +327,41 @@ async def test_a_window_planned_here_takes_later_openings_without_another_write(
     assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=40 + 600), areas=areas) == 0
     assert await alerts.flush(pool, SETTINGS, now=NOON + timedelta(seconds=30 + 900), areas=areas) == 1
     assert len(await messages(pool, phone)) == 2
+
+
+async def test_an_area_message_is_not_sent_again_word_for_word(pool: asyncpg.Pool) -> None:
+    # Three points open round a home; a fourth, farther one opens after the first message. The next window's
+    # message would name the same nearest points with the same count (which stops at alert_area_points + 1).
+    home = (50.4470, 30.5220)
+    opened = [
+        await learn(pool, point_state(lat=50.4480, lon=30.5225)),  # 111 m
+        await learn(pool, point_state(lat=50.4430, lon=30.5180, name_uk="Гімназія №2, Київ")),  # 530 m
+        await learn(pool, point_state(**LIBRARY)),  # 1.2 km
+    ]
+    farther = await learn(pool, point_state(lat=50.4570, lon=30.5100, name_uk="Школа №9, Київ"))  # 1.4 km
+    nearer = await learn(
+        pool, point_state(lat=50.4472, lon=30.5221, name_uk="Бібліотека №7, Київ", address_uk="вул. Прорізна, 2, Київ")
+    )
+    phone = await add_phone(pool)
+    await subscribe_area(pool, phone, *home, 2000)
+    areas = AreaIndex()  # the replica's index, kept between calls as the service keeps it
+    for point in opened:
+        await report(pool, point.id, 1, "open", cause="activation")
+    assert await run_here(pool, NOON, areas) == 0
+    assert await run_here(pool, NOON + timedelta(seconds=30), areas) == 1
+    await report(pool, farther.id, 1, "open", cause="activation")
+    assert await run_here(pool, NOON + timedelta(seconds=60), areas) == 0
+    assert await run_here(pool, NOON + timedelta(seconds=30 + 900), areas) == 0, "the same words again"
+    [first] = await messages(pool, phone)
+    assert first["body"].startswith("Відкрито поруч: Ліцей №5") and first["body"].endswith("ще 2 поруч"), first
+    # The window was forgotten unsent, so a nearer point opening later is told at once (the last message went
+    # more than a window's length before).
+    await report(pool, nearer.id, 1, "open", cause="activation")
+    later = NOON + timedelta(seconds=1000)
+    assert await run_here(pool, later, areas) == 0
+    assert await run_here(pool, later + timedelta(seconds=30), areas) == 1
+    second = (await messages(pool, phone))[-1]
+    assert second["body"].startswith("Відкрито поруч: Бібліотека №7, вул. Прорізна, 2"), second["body"]
 
 
 async def test_a_held_back_area_window_is_not_trusted_to_wait(pool: asyncpg.Pool) -> None:

@@ -65,6 +65,9 @@ class AreaIndex:
         # By phone: when the urgent area window this replica planned for it flushes (seconds since the epoch, 0 if
         # none known). News such a window takes anyway is not sent to the database again.
         self._pending_until = np.empty(0)
+        # By phone: the text (an id from alerts.service) of the last area message this replica queued for it, 0 if
+        # none known. The same words are not sent again (see alerts.service._bodies).
+        self._last_text = np.empty(0, dtype=np.int64)
         # The rows whose centre lies in the cell, those reaching furthest first, and how many reach each ring
         # round it (reach[d]: the first reach[d] rows reach ring d): a point d rings away takes a slice, not a filter.
         self._cells: dict[int, tuple[np.ndarray, list[int]]] = {}
@@ -113,6 +116,9 @@ class AreaIndex:
                 first[: len(self._first)] = self._first
                 self._first = first
                 self._pending_until = np.concatenate((self._pending_until, np.zeros(size - len(self._pending_until))))
+                grown = np.zeros(size, dtype=np.int64)
+                grown[: len(self._last_text)] = self._last_text
+                self._last_text = grown
         return phone
 
     def _grow(self, size: int) -> None:
@@ -195,6 +201,14 @@ class AreaIndex:
         phones: as phones() numbers them; flush_at: seconds since the epoch.
         """
         self._pending_until[phones] = flush_at
+
+    def last_texts(self, rows: np.ndarray) -> np.ndarray:
+        """By row: the text of the last area message this replica queued for the row's phone (0 if none known)."""
+        return self._last_text[self._phone[rows]]
+
+    def queued(self, rows: np.ndarray, texts: np.ndarray) -> None:
+        """Remember the area messages just queued for the rows' phones (0: one that is not to be compared)."""
+        self._last_text[self._phone[rows]] = texts
 
     def holding(
         self,

@@ -12,6 +12,7 @@ point opening or having places again on an ordinary report; in quiet hours it wa
 """
 
 import asyncio
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -397,7 +398,7 @@ async def _flush_batch(
         # Each distinct message once, as sent (Latin for numbers that asked for it), with its parts: many phones get
         # the same one. A window gets its message's position (from 1), or 0 if it has none or its phone may not get it.
         texts: dict[tuple[str, str, bool], int] = {}
-        bodies = _bodies(windows, changes, areas, open_now, settings)
+        bodies, said = _bodies(windows, changes, areas, open_now, settings)
         text_of = [0] * len(bodies)
         columns = (windows.channel, windows.latin, windows.stopped, windows.confirmed, windows.is_contact)
         for i, (body, channel, latin, stopped, confirmed, is_contact) in enumerate(zip(bodies, *columns, strict=True)):
@@ -412,7 +413,7 @@ async def _flush_batch(
             traceparents[i] = next((c["traceparent"] for c in told_here if c["traceparent"]), None)
         fitted = [sms.fit(kind, body, latin=latin) for kind, body, latin in texts]
         kinds = [kind for kind, _, _ in texts]
-        return await data.flush_windows(
+        queued = await data.flush_windows(
             conn,
             phone_hashes=windows.phone_hash,
             channels=windows.channel,
@@ -424,12 +425,20 @@ async def _flush_batch(
             ids=sms.time_ordered_ids(len(windows.phone_hash)),
             now=moment,
         )
+    # Committed: what each area window queued is what its phone was last told.
+    sent = [said[i] for i, text in enumerate(text_of) if text and said[i] is not None]
+    if sent:
+        rows, text_ids = zip(*sent, strict=True)
+        areas.queued(np.array(rows), np.array(text_ids))
+    return queued
 
 
 # The texts of messages that only name nearby open points, by language, how many points they count and the points
-# they name (id and version). The next flush mostly sends the same ones again; forgotten all at once when full.
-_AREA_TEXTS: dict[tuple, str | None] = {}
+# they name (id and version), each with an id. The next flush mostly sends the same ones again; forgotten all at once
+# when full (ids are never reused, so a phone's last text is never mistaken for another).
+_AREA_TEXTS: dict[tuple, tuple[str | None, int]] = {}
 _AREA_TEXTS_MAX = 131_072
+_TEXT_IDS = itertools.count(1)
 
 
 def _bodies(
@@ -438,11 +447,15 @@ def _bodies(
     areas: AreaIndex,
     open_now: OpenPoints,
     settings: NotifySettings,
-) -> list[str | None]:
-    """Each window's message, as compose makes it.
+) -> tuple[list[str | None], list[tuple[int, int] | None]]:
+    """Each window's message, as compose makes it, and for an area window its phone's area row and the text's id
+    (0 for a text not kept), for the index to remember once queued.
 
     A window told only of its phone's one area (most, at the start of a blackout) is told that area's nearest open
-    points: such windows are grouped by language and points, and each group's message is composed once.
+    points: such windows are grouped by language and points, and each group's message is composed once. Such a
+    window whose text is the very one its phone was last sent has nothing to tell and is forgotten unsent: at the
+    start of a blackout most phones hear of openings after their first message, and often the nearest points (and
+    the count, which stops at alert_area_points + 1) are still those it named.
     """
     nearest = settings.alert_area_points
 
@@ -451,9 +464,10 @@ def _bodies(
         return compose(windows.channel[i], windows.language[i], told, nearby, nearest=nearest)
 
     bodies = [None if area else compose_for(i, []) for i, area in enumerate(windows.area)]
+    said: list[tuple[int, int] | None] = [None] * len(bodies)
     area = [i for i, area in enumerate(windows.area) if area]
     if not area:
-        return bodies
+        return bodies, said
     at, subs = areas.of_phones([windows.phone_hash[i] for i in area])
     lat, lon, radius = areas.places(subs)
     services = [areas.services[row] for row in subs.tolist()]
@@ -475,6 +489,8 @@ def _bodies(
             lone.append(j)
         else:
             bodies[i] = compose_for(i, nearby(range(first[j], first[j + 1])))
+            if first[j + 1] > first[j]:
+                said[i] = (int(subs[first[j]]), 0)
     if lone:
         rows = np.array([first[j] for j in lone])
         # What such a message says, as one number: how many points it counts and the points it names (as
@@ -494,8 +510,13 @@ def _bodies(
             if key not in _AREA_TEXTS:
                 if len(_AREA_TEXTS) >= _AREA_TEXTS_MAX:
                     _AREA_TEXTS.clear()
-                _AREA_TEXTS[key] = compose_for(i, nearby((row,)))
+                _AREA_TEXTS[key] = (compose_for(i, nearby((row,))), next(_TEXT_IDS))
             texts.append(_AREA_TEXTS[key])
-        for j, g in zip(lone, group.ravel().tolist(), strict=True):
-            bodies[area[j]] = texts[g]
-    return bodies
+        area_rows = subs[rows]
+        last = areas.last_texts(area_rows).tolist()
+        for j, g, row, before in zip(lone, group.ravel().tolist(), area_rows.tolist(), last, strict=True):
+            body, text_id = texts[g]
+            if text_id != before:
+                bodies[area[j]] = body
+                said[area[j]] = (row, text_id)
+    return bodies, said
