@@ -426,7 +426,7 @@ async def _flush_batch(
             now=moment,
         )
     # Committed: what each area window queued is what its phone was last told.
-    sent = [said[i] for i, text in enumerate(text_of) if text and said[i] is not None]
+    sent = [said[i] for i, position in enumerate(text_of) if position and said[i] is not None]
     if sent:
         rows, text_ids = zip(*sent, strict=True)
         areas.queued(np.array(rows), np.array(text_ids))
