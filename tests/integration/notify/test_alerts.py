@@ -59,16 +59,13 @@ async def report(pool: asyncpg.Pool, point_id: uuid.UUID, version: int, state: s
     await events.handle_alert_event(pool, event(STATUS_CHANGED.type, status_state(point_id, version, state, **changes)))
 
 
-async def run(pool: asyncpg.Pool, now: datetime, settings=SETTINGS) -> int:  # type: ignore[no-untyped-def]
-    """Plan, then flush whatever is due at now; how many messages were queued."""
-    await alerts.plan(pool, settings, now=now)
-    return await alerts.flush(pool, settings, now=now)
+async def run(pool: asyncpg.Pool, now: datetime, settings=SETTINGS, areas=None) -> int:  # type: ignore[no-untyped-def]
+    """Plan, then flush whatever is due at now; how many messages were queued.
 
-
-async def run_here(pool: asyncpg.Pool, now: datetime, areas: AreaIndex) -> int:
-    """As run, on one replica that keeps its index of area subscriptions between calls."""
-    await alerts.plan(pool, SETTINGS, now=now, areas=areas)
-    return await alerts.flush(pool, SETTINGS, now=now, areas=areas)
+    areas: a replica's index of area subscriptions, kept between calls as the service keeps it (else a new one).
+    """
+    await alerts.plan(pool, settings, now=now, areas=areas)
+    return await alerts.flush(pool, settings, now=now, areas=areas)
 
 
 async def test_point_subscribers_hear_opened_closed_full_and_places_again(pool: asyncpg.Pool) -> None:
@@ -347,19 +344,19 @@ async def test_an_area_message_is_not_sent_again_word_for_word(pool: asyncpg.Poo
     areas = AreaIndex()  # the replica's index, kept between calls as the service keeps it
     for point in opened:
         await report(pool, point.id, 1, "open", cause="activation")
-    assert await run_here(pool, NOON, areas) == 0
-    assert await run_here(pool, NOON + timedelta(seconds=30), areas) == 1
+    assert await run(pool, NOON, areas=areas) == 0
+    assert await run(pool, NOON + timedelta(seconds=30), areas=areas) == 1
     await report(pool, farther.id, 1, "open", cause="activation")
-    assert await run_here(pool, NOON + timedelta(seconds=60), areas) == 0
-    assert await run_here(pool, NOON + timedelta(seconds=30 + 900), areas) == 0, "the same words again"
+    assert await run(pool, NOON + timedelta(seconds=60), areas=areas) == 0
+    assert await run(pool, NOON + timedelta(seconds=30 + 900), areas=areas) == 0, "the same words again"
     [first] = await messages(pool, phone)
     assert first["body"].startswith("Відкрито поруч: Ліцей №5") and first["body"].endswith("ще 2 поруч"), first
     # The window was forgotten unsent, so a nearer point opening later is told at once (the last message went
     # more than a window's length before).
     await report(pool, nearer.id, 1, "open", cause="activation")
     later = NOON + timedelta(seconds=1000)
-    assert await run_here(pool, later, areas) == 0
-    assert await run_here(pool, later + timedelta(seconds=30), areas) == 1
+    assert await run(pool, later, areas=areas) == 0
+    assert await run(pool, later + timedelta(seconds=30), areas=areas) == 1
     second = (await messages(pool, phone))[-1]
     assert second["body"].startswith("Відкрито поруч: Бібліотека №7, вул. Прорізна, 2"), second["body"]
 
