@@ -33,6 +33,13 @@ def rings_of(radius_m: np.ndarray) -> np.ndarray:
     return (np.ceil(radius_m / _RING_M) + 1).astype(np.int64)
 
 
+def _widened(values: np.ndarray, size: int, *, fill: int = 0) -> np.ndarray:
+    """The values followed by fill, size in all."""
+    grown = np.full(size, fill, dtype=values.dtype)
+    grown[: len(values)] = values
+    return grown
+
+
 class AreaIndex:
     """Every area subscription, by the cell of its centre; state, because loading a million takes seconds."""
 
@@ -112,13 +119,9 @@ class AreaIndex:
             self._phones.append(phone_hash)
             if phone >= len(self._first):
                 size = max(2 * len(self._first), 1024)
-                first = np.full(size, -1, dtype=np.int64)
-                first[: len(self._first)] = self._first
-                self._first = first
-                self._pending_until = np.concatenate((self._pending_until, np.zeros(size - len(self._pending_until))))
-                grown = np.zeros(size, dtype=np.int64)
-                grown[: len(self._last_text)] = self._last_text
-                self._last_text = grown
+                self._first = _widened(self._first, size, fill=-1)
+                self._pending_until = _widened(self._pending_until, size)
+                self._last_text = _widened(self._last_text, size)
         return phone
 
     def _grow(self, size: int) -> None:
@@ -126,10 +129,7 @@ class AreaIndex:
             return
         capacity = max(size, 2 * len(self._lat_r), 1024)
         for name in ("_lat_r", "_lon_r", "_cell", "_radius", "_rings", "_created", "_wants", "_phone"):
-            old = getattr(self, name)
-            new = np.zeros(capacity, dtype=old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
+            setattr(self, name, _widened(getattr(self, name), capacity))
 
     def _add(self, rows: list[asyncpg.Record]) -> None:
         rows = [r for r in rows if r["id"].int not in self._row]  # a late transaction's rows are read twice
