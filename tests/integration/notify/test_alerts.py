@@ -482,3 +482,15 @@ async def test_ops_alerts_reach_the_regions_contacts_once_per_window(pool: async
     assert await alerts.flush(pool, SETTINGS, now=NIGHT + timedelta(seconds=30 + 899)) == 0
     assert await alerts.flush(pool, SETTINGS, now=NIGHT + timedelta(seconds=30 + 900)) == 1
     assert "LVIV-A" in (await messages(pool, national))[-1]["body"]
+
+
+async def test_phone_keys_compare_byte_by_byte(pool: asyncpg.Pool) -> None:
+    """Every column holding a phone key compares bytes ("C"): the tables join on it, so none may differ."""
+    columns = await pool.fetch(
+        """SELECT table_name, column_name, collation_name FROM information_schema.columns
+           WHERE table_schema = current_schema() AND column_name IN ('phone_hash', 'dedup_key')"""
+    )
+    assert {c["table_name"] for c in columns} >= {"phones", "subscriptions", "sms_messages", "alert_windows"}
+    assert {(c["table_name"], c["column_name"]): c["collation_name"] for c in columns} == {
+        (c["table_name"], c["column_name"]): "C" for c in columns
+    }
