@@ -735,8 +735,9 @@ async def tune_for_bulk(conn: asyncpg.Connection, *, phone_range: bool = False) 
         await conn.execute("SET LOCAL enable_seqscan = off")
 
 
-async def due_phones(conn: asyncpg.Connection, *, now: datetime) -> list[str]:
-    """The phones with a window whose message is due, in order."""
+async def due_ranges(conn: asyncpg.Connection, *, now: datetime, batch: int) -> list[tuple[str, str]]:
+    """The phones with a window whose message is due, in key order and batch phones at a time: each batch's first
+    and last phone."""
     # Most calls find nothing due: the index of due times answers that without reading every waiting window.
     if not await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM alert_windows WHERE flushed_at IS NULL AND flush_at <= $1)", now
@@ -744,12 +745,22 @@ async def due_phones(conn: asyncpg.Connection, *, now: datetime) -> list[str]:
         return []
     async with conn.transaction():
         await tune_for_bulk(conn)
-        phones = await conn.fetchval(
-            """SELECT array_agg(phone_hash ORDER BY phone_hash)
-               FROM (SELECT DISTINCT phone_hash FROM alert_windows WHERE flushed_at IS NULL AND flush_at <= $1) due""",
+        # Only the bounds leave the database: at the start of a blackout most subscribers are due at once.
+        row = await conn.fetchrow(
+            """SELECT array_agg(phone_hash ORDER BY i) FILTER (WHERE i % $2 = 0) AS firsts,
+                      array_agg(phone_hash ORDER BY i) FILTER (WHERE i % $2 = $2 - 1) AS lasts,
+                      max(phone_hash) AS last
+               FROM (SELECT phone_hash, row_number() OVER (ORDER BY phone_hash) - 1 AS i
+                     FROM (SELECT DISTINCT phone_hash FROM alert_windows
+                           WHERE flushed_at IS NULL AND flush_at <= $1) due) numbered""",
             now,
+            batch,
         )
-    return phones or []
+    assert row is not None
+    firsts, lasts = row["firsts"] or [], row["lasts"] or []
+    if len(lasts) < len(firsts):
+        lasts.append(row["last"])  # the last batch holds fewer
+    return list(zip(firsts, lasts, strict=True))
 
 
 async def due_windows(conn: asyncpg.Connection, *, first: str, last: str, now: datetime) -> asyncpg.Record:

@@ -232,6 +232,24 @@ async def test_never_two_sms_to_one_phone_in_a_window_changes_are_merged(pool: a
     assert second["dedup_key"] == f"alert:{phone}:{int((NOON + timedelta(seconds=30 + 900)).timestamp())}"
 
 
+async def test_a_flush_in_small_batches_reaches_every_due_phone_once(pool: asyncpg.Pool) -> None:
+    """The due phones are cut into key ranges of alert_flush_batch, shared by the workers; the last one is short."""
+    point = await learn(pool, point_state())
+    phones = [await add_phone(pool) for _ in range(7)]
+    for phone in phones:
+        await subscribe_point(pool, phone, point.id)
+    await report(pool, point.id, 1, "open")
+    settings = alert_settings(alert_gather_s=30, alert_window_s=900, alert_flush_batch=2, alert_flush_workers=3)
+    await alerts.plan(pool, settings, now=NOON)
+    async with pool.acquire() as conn:
+        ranges = await data.due_ranges(conn, now=NOON + timedelta(seconds=30), batch=2)
+    ordered = sorted(phones)
+    assert ranges == [(ordered[0], ordered[1]), (ordered[2], ordered[3]), (ordered[4], ordered[5]), (ordered[6],) * 2]
+    assert await alerts.flush(pool, settings, now=NOON + timedelta(seconds=30)) == 7
+    assert sorted(m["phone_hash"] for m in await messages(pool)) == ordered
+    assert await alerts.flush(pool, settings, now=NOON + timedelta(seconds=31)) == 0
+
+
 async def test_redelivery_and_repeated_runs_queue_nothing_twice(pool: asyncpg.Pool) -> None:
     point = await learn(pool, point_state())
     phone = await add_phone(pool)

@@ -328,20 +328,19 @@ async def flush(
     """
     areas = areas if areas is not None else AreaIndex()
     async with db.connection(pool) as conn:
-        due = await data.due_phones(conn, now=now or datetime.now(UTC))
+        # Batches of phones in key order: each touches a narrow range of every index keyed by phone (windows,
+        # phones, the messages' dedup keys), which the database then reads and writes page by page, not once per phone.
+        due = await data.due_ranges(conn, now=now or datetime.now(UTC), batch=settings.alert_flush_batch)
         if not due:
             return 0
         # The points open as this call began: one read for every batch of the call.
         open_now = OpenPoints(await data.open_points(conn))
-    # Batches of phones in key order: each touches a narrow range of every index keyed by phone (windows, phones,
-    # the messages' dedup keys), which the database then reads and writes page by page, not once per phone.
-    batches = iter(range(0, len(due), settings.alert_flush_batch))
+    batches = iter(due)
 
     async def worker() -> int:
         queued = 0
-        for start in batches:  # shared: each batch goes to one worker
-            phones = due[start : start + settings.alert_flush_batch]
-            queued += await _flush_batch(pool, settings, phones, now=now, areas=areas, open_now=open_now)
+        for first, last in batches:  # shared: each batch goes to one worker
+            queued += await _flush_batch(pool, settings, first, last, now=now, areas=areas, open_now=open_now)
         return queued
 
     # Several workers, each with its own connection and transactions (as replicas would): one composes while
@@ -369,18 +368,19 @@ class DueWindows(NamedTuple):
 async def _flush_batch(
     pool: asyncpg.Pool,
     settings: NotifySettings,
-    phones: list[str],
+    first: str,
+    last: str,
     *,
     now: datetime | None,
     areas: AreaIndex,
     open_now: OpenPoints,
 ) -> int:
-    """Queue the messages of the due windows of a range of phones in one transaction; how many were queued."""
+    """Queue the messages of the due windows of the phones first to last in one transaction; how many were queued."""
     moment = now or datetime.now(UTC)
     async with db.connection(pool) as conn, conn.transaction():
         await data.tune_for_bulk(conn, phone_range=True)
         # Another flusher may hold some (or have sent them meanwhile): those are left to it.
-        due = await data.due_windows(conn, first=phones[0], last=phones[-1], now=moment)
+        due = await data.due_windows(conn, first=first, last=last, now=moment)
         if not due["phone_hash"]:
             return 0
         windows = DueWindows(*(due[column] for column in DueWindows._fields))
