@@ -851,10 +851,11 @@ told AS (
       AND c.phone_hash BETWEEN r.first AND r.last
 ),
 queued AS (
-    -- The key names the phone's window: a second flush of the same window can never queue another.
+    -- With the phone, the key names its window: a second flush of the same window can never queue another. The
+    -- key leaves the phone out (the unique index holds it already): each message writes a shorter index entry.
     INSERT INTO sms_messages (id, dedup_key, phone_hash, kind, body, parts, traceparent)
     SELECT encode(substring($8::bytea FROM 16 * (f.n::int - 1) + 1 FOR 16), 'hex')::uuid,
-           f.channel || ':' || f.phone_hash || ':' || floor(extract(epoch FROM f.window_start))::bigint,
+           f.channel || ':' || floor(extract(epoch FROM f.window_start))::bigint,
            f.phone_hash, t.kind, t.body, t.parts, f.traceparent
     FROM flushed f JOIN texts t USING (text_of)
     ON CONFLICT (phone_hash, dedup_key) DO NOTHING
