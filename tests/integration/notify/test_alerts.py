@@ -283,6 +283,21 @@ async def test_quiet_hours_hold_back_openings_but_not_closings_or_blackout_activ
     assert (await messages(pool, quiet_phone))[0]["body"].startswith("ВІДКРИТО")
 
 
+async def test_an_area_phone_near_a_reported_and_an_activated_opening_hears_at_once(pool: asyncpg.Pool) -> None:
+    """Each subscription is found once per batch (by the first point that holds it): urgent points are looked at
+    first, so the report queued before the activation does not make the phone wait for the morning."""
+    reported = await learn(pool, point_state())
+    activated = await learn(pool, point_state(**LIBRARY))
+    phone = await add_phone(pool)
+    await subscribe_area(pool, phone, reported.lat, reported.lon, 3000)
+    await report(pool, reported.id, 1, "open")  # at night: may wait
+    await report(pool, activated.id, 1, "open", cause="activation")  # a blackout started: now
+    await alerts.plan(pool, SETTINGS, now=NIGHT)
+    assert await alerts.flush(pool, SETTINGS, now=NIGHT + timedelta(seconds=30)) == 1
+    [message] = await messages(pool, phone)
+    assert message["body"] == "Відкрито поруч: Ліцей №5, вул. Хрещатик, 1 (тепло); ще 1 поруч", message["body"]
+
+
 async def test_urgent_news_brings_a_held_back_window_forward(pool: asyncpg.Pool) -> None:
     point = await learn(pool, point_state())
     phone = await add_phone(pool)

@@ -195,6 +195,11 @@ class AreaIndex:
         """By phone: whether an urgent area window planned here still waits at now (and so takes any news)."""
         return self._pending_until > now.timestamp() + PENDING_MARGIN_S
 
+    def skipping(self, now: datetime) -> np.ndarray:
+        """By row: whether the row's phone has an urgent area window planned here that still waits at now; holding
+        leaves such rows out, and the caller marks more as it finds them."""
+        return self.waiting(now)[self._phone]
+
     def planned(self, phones: np.ndarray, flush_at: np.ndarray) -> None:
         """Remember the urgent area windows the planner just wrote (each takes any news until it flushes).
 
@@ -217,11 +222,11 @@ class AreaIndex:
         cell: int,
         services: Iterable[str],
         before: datetime,
-        waiting: np.ndarray | None = None,
+        skip: np.ndarray | None = None,
     ) -> np.ndarray:
         """The rows whose disk holds the point and whose services it offers, subscribed no later than before.
 
-        waiting: by phone, whether a window planned here already takes this news (see waiting); such rows are left out.
+        skip: by row, those to leave out (see skipping).
         """
         # A disk reaches the point's cell if the point's cell is among those covering it (as cells_covering counts):
         # of a cell d rings away, the rows reaching ring d.
@@ -234,8 +239,8 @@ class AreaIndex:
         if not found:
             return np.empty(0, dtype=np.int64)
         rows = np.concatenate(found)
-        if waiting is not None:
-            rows = rows[~waiting[self._phone[rows]]]
+        if skip is not None:
+            rows = rows[~skip[rows]]
         offered = self._bits(services)
         rows = rows[((self._wants[rows] & ~offered) == 0) & (self._created[rows] <= before.timestamp())]
         lat, lon = math.radians(lat), math.radians(lon)

@@ -175,13 +175,19 @@ def area_news(
         seen = latest.get(change["point_id"])
         if change["channel"] == "alert" and (seen is None or seen["status_version"] < change["status_version"]):
             latest[change["point_id"]] = change
+    openings = [
+        c for c in latest.values() if c["public"] and c["change"] in (OPENED, PLACES_AGAIN) and c["cell"] is not None
+    ]
+    # A row is found once: the points of a batch lie mostly in the same cities, and each row found is left out of
+    # the search for the next point. Urgent news first, so a row found is as urgent as any of its points makes it.
+    openings.sort(key=lambda c: not c["urgent"])
     rows, urgent = [], []
-    waiting = areas.waiting(now)
-    for c in latest.values():
-        if c["public"] and c["change"] in (OPENED, PLACES_AGAIN) and c["cell"] is not None:
-            held = areas.holding(c["lat"], c["lon"], c["cell"], c["services"], c["queued_at"], waiting)
-            rows.append(held)
-            urgent.append(np.full(held.size, c["urgent"]))
+    skip = areas.skipping(now)
+    for c in openings:
+        held = areas.holding(c["lat"], c["lon"], c["cell"], c["services"], c["queued_at"], skip)
+        skip[held] = True
+        rows.append(held)
+        urgent.append(np.full(held.size, c["urgent"]))
     if not rows:
         return [], [], np.empty(0, dtype=np.int64)
     return areas.phones(np.concatenate(rows), np.concatenate(urgent))
