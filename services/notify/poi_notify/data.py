@@ -830,9 +830,9 @@ WITH w AS (
 texts AS (
     SELECT * FROM unnest($5::text[], $6::text[], $7::smallint[]) WITH ORDINALITY AS t(kind, body, parts, text_of)
 ),
--- The flusher's batches are ranges of phones: the range lets each table be read by its key there (the number of
--- rows in w is unknown to the planner, which would otherwise read whole tables).
-range AS (SELECT min(phone_hash) AS first, max(phone_hash) AS last FROM w),
+-- The flusher's batches are ranges of phones ($10 to $11): the range lets each table be read by its key there (the
+-- number of rows in w is unknown to the planner, which would otherwise read whole tables).
+range AS (SELECT $10::text AS first, $11::text AS last),
 flushed AS (
     UPDATE alert_windows a SET flushed_at = $9 FROM w, range r
     WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.text_of > 0
@@ -877,17 +877,19 @@ async def flush_windows(
     parts: list[int],
     ids: bytes,
     now: datetime,
+    first: str,
+    last: str,
 ) -> int:
     """Queue each window's message and mark it flushed now, or forget a window with none; how many were queued.
 
     text_of: each window's message as a position in kinds, texts and parts (from 1), 0 for none; ids: 16 bytes per
-    window, in order.
+    window, in order; first, last: the batch's range of phones (due_windows'), which holds every window's.
     """
     # Texts joined by hash: a merge join would sort the windows by text and write their messages in that order,
     # scattered over the phone-keyed unique index, rather than in the windows' (phone) order.
     await conn.execute("SET LOCAL enable_mergejoin = off")
     queued = await conn.fetchval(
-        FLUSH_WINDOWS, phone_hashes, channels, text_of, traceparents, kinds, texts, parts, ids, now
+        FLUSH_WINDOWS, phone_hashes, channels, text_of, traceparents, kinds, texts, parts, ids, now, first, last
     )
     return int(queued)
 

@@ -430,6 +430,8 @@ async def _flush_batch(
             parts=[count for _, count in fitted],
             ids=sms.time_ordered_ids(len(windows.phone_hash)),
             now=moment,
+            first=first,
+            last=last,
         )
     # Committed: what each area window queued is what its phone was last told.
     sent = [said[i] for i, position in enumerate(text_of) if position and said[i] is not None]
