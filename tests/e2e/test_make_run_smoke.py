@@ -23,9 +23,9 @@ BANNER = "Points of Invincibility — running"
 
 def free_offset() -> int:
     """A port offset under which every port `poi run` uses is free."""
-    # Offsets that move the embedded servers' ports (54222 to 56379) above Linux's default range of ephemeral ports
-    # (32768 to 60999): there, any client connection of the suite may hold one as its own port for a while, where
-    # nothing listens (so port_open cannot see it) but no server can bind.
+    # Offsets that move the embedded servers' ports above Linux's default range of ephemeral ports (32768 to 60999):
+    # there, any client connection of the suite may hold one as its own port for a while, where nothing listens (so
+    # port_open cannot see it) but no server can bind.
     for offset in range(61000 - min(stack.EMBEDDED_PORTS.values()), 65536 - max(stack.EMBEDDED_PORTS.values()), 137):
         ports = [p + offset for p in (*stack.SERVICE_PORTS.values(), *stack.EMBEDDED_PORTS.values())]
         if all(p < 65536 and not embedded.port_open(p) for p in ports):

@@ -832,23 +832,22 @@ texts AS (
 ),
 -- The flusher's batches are ranges of phones ($10 to $11): the range lets each table be read by its key there (the
 -- number of rows in w is unknown to the planner, which would otherwise read whole tables).
-range AS (SELECT $10::text AS first, $11::text AS last),
 flushed AS (
-    UPDATE alert_windows a SET flushed_at = $9 FROM w, range r
+    UPDATE alert_windows a SET flushed_at = $9 FROM w
     WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.text_of > 0
-      AND a.phone_hash BETWEEN r.first AND r.last
+      AND a.phone_hash BETWEEN $10 AND $11
     RETURNING a.phone_hash, a.channel, a.window_start, w.text_of, w.traceparent, w.n
 ),
 -- A window with nothing to send is forgotten (its changes go with it: ON DELETE CASCADE).
 forgotten AS (
-    DELETE FROM alert_windows a USING w, range r
+    DELETE FROM alert_windows a USING w
     WHERE (a.phone_hash, a.channel) = (w.phone_hash, w.channel) AND w.text_of = 0
-      AND a.phone_hash BETWEEN r.first AND r.last
+      AND a.phone_hash BETWEEN $10 AND $11
 ),
 told AS (
-    DELETE FROM alert_changes c USING flushed f, range r
+    DELETE FROM alert_changes c USING flushed f
     WHERE (c.phone_hash, c.channel, c.window_start) = (f.phone_hash, f.channel, f.window_start)
-      AND c.phone_hash BETWEEN r.first AND r.last
+      AND c.phone_hash BETWEEN $10 AND $11
 ),
 queued AS (
     -- With the phone, the key names its window: a second flush of the same window can never queue another. The
