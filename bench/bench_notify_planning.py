@@ -45,7 +45,7 @@ from poi_cli.demo import _OCCUPIED_OBLASTS, _REACHED, NATIONAL_POINTS, national_
 from poi_notify import cells, events
 from poi_notify.alerts import service as alerts
 from poi_notify.alerts.areas import AreaIndex
-from poi_notify.app import MIGRATIONS
+from poi_notify.app import MIGRATIONS, collect_garbage_less_often
 from poi_notify.settings import NotifySettings
 from poi_shared import db
 from poi_shared.contracts import STATUS_CHANGED, OpenState, PointState, StatusCause, StatusState
@@ -152,6 +152,7 @@ def blackout(points: list[PointState], rng: random.Random) -> list[tuple[float, 
 async def run_service(pool: asyncpg.Pool, changes: list[tuple[float, StatusState, bool]]) -> dict[str, float]:
     """Feed the changes through the handler, planner and flusher on simulated time; wall seconds of each step."""
     spent: dict[str, float] = defaultdict(float)
+    collect_garbage_less_often()  # as the service's process does at start
     # The replica starts: its in-memory index of area subscriptions is loaded once (timed on its own).
     started = time.perf_counter()
     areas = AreaIndex()

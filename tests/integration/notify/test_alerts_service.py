@@ -1,5 +1,6 @@
 """The notify app's consumers and loops: registry and status events from JetStream become one queued SMS."""
 
+import gc
 import secrets
 from datetime import time
 
@@ -8,7 +9,7 @@ import nats
 import pytest
 
 from poi_cli import stack
-from poi_notify.app import create_app
+from poi_notify.app import GC_THRESHOLDS, create_app
 from poi_notify.settings import NotifySettings
 from poi_shared import jetstream
 from poi_shared.contracts import AREA_ACTIVATED, POINT_REGISTERED, STATUS_CHANGED, STREAMS, AreaActivation
@@ -38,11 +39,15 @@ async def test_events_from_the_streams_become_one_sms(
     nc = await nats.connect(infra.nats_url)
     js = nc.jetstream()
     await jetstream.ensure_streams(js, ns)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's default
     try:
         point = point_state()
         phone = await add_phone(pool)
         await subscribe_area(pool, phone, point.lat, point.lon, 1000)
         async with serving(create_app(settings)):
+            # The process collects garbage as a flush batch needs (app.collect_garbage_less_often).
+            assert gc.get_threshold() == GC_THRESHOLDS
             for event_type, key, data in (
                 (POINT_REGISTERED, str(point.id), point),
                 (STATUS_CHANGED, str(point.id), status_state(point.id, 1, "open", cause="activation")),
@@ -73,6 +78,7 @@ async def test_events_from_the_streams_become_one_sms(
             assert sms["body"].startswith("Відкрито поруч: Ліцей №5")
             assert await pool.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'notify-alerts'") == 1
     finally:
+        gc.set_threshold(*thresholds)
         for spec in STREAMS:
             try:
                 await js.delete_stream(spec.stream_name(ns))
